@@ -1,0 +1,11 @@
+/** The command registry: one import and one entry per command file. */
+import type { Command } from 'commander';
+
+export type RegisterCommand = (program: Command) => void;
+
+/** The `integrityctl <name>` group, created by the first command file that needs it. */
+export function commandGroup(program: Command, name: string, description: string): Command {
+  return program.commands.find((c) => c.name() === name) ?? program.command(name).description(description);
+}
+
+export const commands: RegisterCommand[] = [];
