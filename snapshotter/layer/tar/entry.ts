@@ -24,7 +24,10 @@ export interface TarXattr {
  * applied to it. Metadata-only members never reach the sink.
  */
 export interface TarEntry {
-  /** Path exactly as the archive gives it, trailing slashes removed; `.` for an empty name. */
+  /**
+   * Path exactly as the archive gives it, trailing slashes removed; `.` for an empty name.
+   * Exception, as in erofs-utils 1.8.10: a GNU long name ('L') keeps its trailing slashes.
+   */
   path: ByteString;
   type: TarEntryType;
   /** Permission bits including setuid, setgid and sticky (mode & 0o7777). */
