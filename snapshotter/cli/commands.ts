@@ -1,5 +1,11 @@
 /** The command registry: one import and one entry per command file. */
 import type { Command } from 'commander';
+import { registerLayerConvert } from './layer-convert.js';
+import { registerLayerVerity } from './layer-verity.js';
+import { registerImageSeal } from './image-seal.js';
+import { registerImageVerify } from './image-verify.js';
+import { registerSignatureVerify } from './signature-verify.js';
+import { registerSnapshotterServe } from './snapshotter-serve.js';
 
 export type RegisterCommand = (program: Command) => void;
 
@@ -8,4 +14,11 @@ export function commandGroup(program: Command, name: string, description: string
   return program.commands.find((c) => c.name() === name) ?? program.command(name).description(description);
 }
 
-export const commands: RegisterCommand[] = [];
+export const commands: RegisterCommand[] = [
+  registerLayerConvert,
+  registerLayerVerity,
+  registerImageSeal,
+  registerImageVerify,
+  registerSignatureVerify,
+  registerSnapshotterServe,
+];
