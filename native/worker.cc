@@ -51,8 +51,16 @@ Fd OpenCloexec(const std::string& path, int flags) {
 }
 
 std::string ToString(Napi::Value value, const char* what, size_t max_bytes) {
-  if (!value.IsString()) ThrowTypeError(value.Env(), what, "a string");
-  std::string text = value.As<Napi::String>().Utf8Value();
+  std::string text;
+  if (value.IsBuffer()) {
+    // Raw bytes: file names need not be UTF-8.
+    auto bytes = value.As<Napi::Buffer<char>>();
+    text.assign(bytes.Data(), bytes.Length());
+  } else if (value.IsString()) {
+    text = value.As<Napi::String>().Utf8Value();
+  } else {
+    ThrowTypeError(value.Env(), what, "a string or a Buffer");
+  }
   if (text.find('\0') != std::string::npos) ThrowTypeError(value.Env(), what, "free of NUL bytes");
   if (max_bytes != 0 && text.size() > max_bytes) {
     ThrowTypeError(value.Env(), what, ("at most " + std::to_string(max_bytes) + " bytes").c_str());

@@ -49,7 +49,8 @@ class Fd {
 // programs the daemon spawns (mkfs.erofs, veritysetup, runc).
 Fd OpenCloexec(const std::string& path, int flags);
 
-// Argument readers: they throw a JS TypeError instead of letting a wrong type
+// Argument readers: strings are UTF-8 text, Buffers raw bytes (paths need not
+// be UTF-8). They throw a JS TypeError instead of letting a wrong type
 // or an embedded NUL (which would silently cut a path short) reach a syscall.
 // `max_bytes` bounds strings copied into fixed kernel fields (0: no bound).
 std::string ToString(Napi::Value value, const char* what, size_t max_bytes = 0);

@@ -59,6 +59,17 @@ export function checkString(value: unknown, what: string): string {
   return value;
 }
 
+/** A path (or other C string) as text or raw bytes: present and free of NUL bytes. */
+export function checkPath(value: unknown, what: string): string | Buffer {
+  if (Buffer.isBuffer(value)) {
+    if (value.length === 0 || value.includes(0)) {
+      throw new InvalidArgumentError(`${what} must be non-empty and free of NUL bytes: ${JSON.stringify(value.toString('latin1'))}`);
+    }
+    return value;
+  }
+  return checkString(value, what);
+}
+
 /** Named flags from `table`, or an already combined number, as one number. */
 export function checkFlags<Name extends string>(
   flags: readonly Name[] | number,

@@ -66,8 +66,8 @@ export interface NativeBinding {
   dmDevRemove(name: string, flags: number): Promise<RawDmInfo>;
   dmDevStatus(name: string, flags: number): Promise<RawDmInfo>;
   /** The kernel's NUL-terminated name list. */
-  llistxattr(path: string): Promise<Buffer>;
-  lgetxattr(path: string, name: string): Promise<Buffer>;
+  llistxattr(path: string | Buffer): Promise<Buffer>;
+  lgetxattr(path: string | Buffer, name: Buffer): Promise<Buffer>;
 }
 
 const EXPORTS: readonly (keyof NativeBinding)[] = [

@@ -1,15 +1,15 @@
 /**
  * Extended attributes of a path (never following a final symlink), for
- * turning a directory into a layer image. Names are byte strings (see
- * layer/tar/entry.ts): one byte per char, exactly as the kernel lists them.
+ * turning a directory into a layer image. Paths may be Buffers and names are
+ * byte strings (see layer/tar/entry.ts), so files and attributes whose names
+ * are not UTF-8 are read exactly.
  */
 import type { ByteString } from '../layer/tar/entry.js';
-import { InvalidArgumentError } from '../core/errors.js';
-import { callNative, checkString } from './call.js';
+import { callNative, checkPath } from './call.js';
 
 /** Names of the attributes on `path`; none where the filesystem has no xattr support. */
-export async function listXattrs(path: string): Promise<ByteString[]> {
-  checkString(path, 'xattr path');
+export async function listXattrs(path: string | Buffer): Promise<ByteString[]> {
+  checkPath(path, 'xattr path');
   try {
     const list = await callNative((native) => native.llistxattr(path));
     return list.toString('latin1').split('\0').filter((name) => name.length > 0);
@@ -20,15 +20,9 @@ export async function listXattrs(path: string): Promise<ByteString[]> {
 }
 
 /** The value of attribute `name` on `path`. */
-export async function getXattr(path: string, name: ByteString): Promise<Buffer> {
-  checkString(path, 'xattr path');
-  // The addon takes names as UTF-8 text; a name that is not valid UTF-8 would
-  // reach the kernel as different bytes, so it is refused rather than misread.
-  const text = Buffer.from(name, 'latin1').toString('utf8');
-  if (Buffer.from(text, 'utf8').toString('latin1') !== name) {
-    throw new InvalidArgumentError(`xattr name ${JSON.stringify(text)} on ${path} is not valid UTF-8`, {
-      hint: 'rename the attribute; only UTF-8 attribute names are supported',
-    });
-  }
-  return callNative((native) => native.lgetxattr(path, text));
+export async function getXattr(path: string | Buffer, name: ByteString): Promise<Buffer> {
+  checkPath(path, 'xattr path');
+  const rawName = Buffer.from(name, 'latin1');
+  checkPath(rawName, 'xattr name');
+  return callNative((native) => native.lgetxattr(path, rawName));
 }

@@ -1,6 +1,6 @@
 /** llistxattr/lgetxattr through the addon on a real filesystem, including overlay's trusted.* markers. */
 import test from 'ava';
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { SystemCallError } from '../../../snapshotter/core/errors.js';
@@ -54,4 +54,16 @@ hostTest('a missing attribute and a missing file are errors with the errno name 
   const missingFile = await t.throwsAsync(listXattrs(join(dir, 'nope')), { instanceOf: SystemCallError });
   t.is(missingFile?.errno, 'ENOENT');
   t.is(missingFile?.path, join(dir, 'nope'));
+});
+
+hostTest('a file whose name is not UTF-8 is read through a Buffer path', async (t) => {
+  const dir = tempDir(t);
+  // argv is UTF-8 text, so setfattr works on a plain name that is then renamed to raw bytes.
+  const plain = join(dir, 'plain');
+  writeFileSync(plain, 'x');
+  setfattr(plain, 'user.raw', 'ok');
+  const raw = Buffer.concat([Buffer.from(`${dir}/`), Buffer.from([0x66, 0xff, 0xfe])]);
+  renameSync(plain, raw);
+  t.deepEqual(await listXattrs(raw), ['user.raw']);
+  t.is((await getXattr(raw, 'user.raw')).toString(), 'ok');
 });
