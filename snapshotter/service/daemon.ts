@@ -1,0 +1,96 @@
+/**
+ * Wiring of the snapshotter daemon: config → store, layers, mounts,
+ * snapshotter → gRPC server on a unix socket. No logic of its own beyond
+ * claiming the socket.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { dirname } from 'node:path';
+import { wallClock } from '../core/clock.js';
+import type { SnapshotterConfig } from '../core/config.js';
+import { FailedPreconditionError, isNotFound } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { ErofsLayerStore } from './layers/erofs-store.js';
+import { readXattrs } from './layers/xattrs.js';
+import { RootLayout } from './layout.js';
+import { SqliteMetadataStore } from './metadata/sqlite.js';
+import { ErofsMounter } from './mounts/erofs-mounter.js';
+import { MountManager } from './mounts/manager.js';
+import { loadSnapshotsService, snapshotsHandlers } from './service.js';
+import { Snapshotter } from './snapshotter.js';
+
+export interface RunningDaemon {
+  readonly address: string;
+  /** Stops serving and closes the database. Layer mounts stay: containers use them, and start-up adopts them. */
+  close(): Promise<void>;
+}
+
+export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: Logger): Promise<RunningDaemon> {
+  const layout = new RootLayout(config.root);
+  await mkdir(config.root, { recursive: true, mode: 0o711 });
+  // Before anything touches the root: start-up cleanup would disturb a live daemon.
+  await claimSocket(config.address);
+  const store = new SqliteMetadataStore(layout.database, { clock: wallClock() });
+  try {
+    const mounter = new ErofsMounter(config.mounts.backing);
+    const mounts = new MountManager({ dir: config.mounts.dir, imageOf: (id) => layout.image(id), mounter, logger });
+    const layers = new ErofsLayerStore({ xattrs: readXattrs, logger });
+    const snapshotter = new Snapshotter({ layout, store, layers, mounts, logger });
+    await snapshotter.start();
+
+    const server = new grpc.Server();
+    server.addService(loadSnapshotsService(), snapshotsHandlers(snapshotter, logger));
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix:${config.address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+    // Only root (containerd) talks to the snapshotter.
+    await chmod(config.address, 0o600);
+    logger.info({ address: config.address, root: config.root, mounts: config.mounts.dir, backing: mounter.backing }, 'snapshotter serving');
+
+    return {
+      address: config.address,
+      close: async () => {
+        await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        store.close();
+        await unlink(config.address).catch(() => undefined);
+        logger.info('snapshotter stopped');
+      },
+    };
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+}
+
+/** A socket file left by a dead daemon is replaced; one that answers belongs to a live daemon. */
+async function claimSocket(address: string): Promise<void> {
+  await mkdir(dirname(address), { recursive: true, mode: 0o711 });
+  let st;
+  try {
+    st = await lstat(address);
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  if (!st.isSocket()) {
+    throw new FailedPreconditionError(`${address} exists and is not a socket`, { hint: 'remove it or choose another address' });
+  }
+  if (await answers(address)) {
+    throw new FailedPreconditionError(`another process already serves ${address}`, {
+      hint: 'stop the other snapshotter (systemctl stop containerd-integrity-snapshotter) or choose another address',
+    });
+  }
+  await unlink(address);
+}
+
+function answers(address: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(address);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}

@@ -1,0 +1,49 @@
+/**
+ * Paths under the snapshotter's root, all computed from ids:
+ *
+ *   <root>/metadata.db              SQLite metadata (WAL: -wal, -shm beside it)
+ *   <root>/snapshots/<id>/fs        active: overlay upper dir; view: empty dir
+ *   <root>/snapshots/<id>/work      active: overlay work dir
+ *   <root>/snapshots/<id>/layer.erofs, layer.verity    committed: the layer
+ *   <root>/snapshots/new-*, rm-*    being created / removed; Cleanup drops them
+ *   <mounts.dir>/<id>               committed layer mounted read-only (default <root>/m)
+ */
+import { join } from 'node:path';
+import { SNAPSHOTS_DIR } from '../core/config.js';
+import { LAYER_HASH_TREE, LAYER_IMAGE } from './layers/store.js';
+
+export class RootLayout {
+  readonly root: string;
+  readonly snapshots: string;
+  readonly database: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.snapshots = join(root, SNAPSHOTS_DIR);
+    this.database = join(root, 'metadata.db');
+  }
+
+  snapshot(id: number): string {
+    return join(this.snapshots, String(id));
+  }
+
+  upper(id: number): string {
+    return join(this.snapshot(id), 'fs');
+  }
+
+  work(id: number): string {
+    return join(this.snapshot(id), 'work');
+  }
+
+  image(id: number): string {
+    return join(this.snapshot(id), LAYER_IMAGE);
+  }
+
+  hashTree(id: number): string {
+    return join(this.snapshot(id), LAYER_HASH_TREE);
+  }
+}
+
+/** Prefixes of directories in flight under `snapshots/`. */
+export const NEW_PREFIX = 'new-';
+export const REMOVING_PREFIX = 'rm-';

@@ -1,0 +1,52 @@
+/**
+ * Schema migrations, versioned by `PRAGMA user_version`: migration i brings
+ * the schema from version i to i+1. Append only; never edit a shipped step.
+ */
+import type Database from 'better-sqlite3';
+import { FailedPreconditionError } from '../../core/errors.js';
+
+const MIGRATIONS: readonly string[] = [
+  // 1: snapshots with their parent link and layer, labels.
+  `
+  CREATE TABLE snapshots (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    namespace   TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    -- containerd.services.snapshots.v1.Kind numbers: 1 view, 2 active, 3 committed
+    kind        INTEGER NOT NULL CHECK (kind IN (1, 2, 3)),
+    -- parents are committed snapshots of the same namespace; ids survive Commit
+    parent_id   INTEGER REFERENCES snapshots(id) ON DELETE RESTRICT,
+    created_ns  INTEGER NOT NULL,
+    updated_ns  INTEGER NOT NULL,
+    size        INTEGER NOT NULL DEFAULT 0,
+    inodes      INTEGER NOT NULL DEFAULT 0,
+    root_hash   TEXT,
+    UNIQUE (namespace, key)
+  );
+  CREATE INDEX snapshots_by_parent ON snapshots (parent_id);
+  CREATE TABLE labels (
+    snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    name        TEXT    NOT NULL,
+    value       TEXT    NOT NULL,
+    PRIMARY KEY (snapshot_id, name)
+  ) WITHOUT ROWID;
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Brings `db` to SCHEMA_VERSION, all steps in one transaction. */
+export function migrate(db: Database.Database): void {
+  const version = Number(db.pragma('user_version', { simple: true }));
+  if (version > SCHEMA_VERSION) {
+    throw new FailedPreconditionError(
+      `metadata database ${db.name} has schema version ${version}, newer than the ${SCHEMA_VERSION} this integrityctl knows`,
+      { hint: 'run the integrityctl version that wrote it, or a newer one' },
+    );
+  }
+  if (version === SCHEMA_VERSION) return;
+  db.transaction(() => {
+    for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}

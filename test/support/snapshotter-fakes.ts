@@ -1,0 +1,136 @@
+/**
+ * Stand-ins for the two parts of the snapshotter that need root or the
+ * layer pipeline, for unit tests (the host tests run the real ones):
+ * FakeMounter keeps a mount table in memory instead of calling mount(2);
+ * FakeLayerStore records the committed tree as a JSON listing.
+ */
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { wallClock, type Clock } from '../../snapshotter/core/clock.js';
+import { silentLogger } from '../../snapshotter/core/log.js';
+import { RootLayout } from '../../snapshotter/service/layout.js';
+import { SqliteMetadataStore } from '../../snapshotter/service/metadata/sqlite.js';
+import { MountManager, type LayerMounter } from '../../snapshotter/service/mounts/manager.js';
+import { Snapshotter } from '../../snapshotter/service/snapshotter.js';
+import type { MountInfoEntry } from '../../snapshotter/service/mounts/mountinfo.js';
+import { LAYER_HASH_TREE, LAYER_IMAGE, type LayerStore } from '../../snapshotter/service/layers/store.js';
+import type { CommittedLayer } from '../../snapshotter/service/metadata/types.js';
+
+export class FakeMounter implements LayerMounter {
+  readonly table: MountInfoEntry[] = [];
+  readonly calls: string[] = [];
+  /** Images whose mount fails. */
+  readonly failing = new Set<string>();
+  /** Milliseconds each mount takes, to let concurrent calls overlap. */
+  delayMs = 0;
+  private nextId = 100;
+
+  async mount(image: string, target: string): Promise<void> {
+    this.calls.push(`mount ${image} ${target}`);
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+    if (this.failing.has(image)) throw new Error(`cannot mount ${image}`);
+    this.table.push(entry(this.nextId++, target, image));
+  }
+
+  async unmount(target: string): Promise<void> {
+    this.calls.push(`unmount ${target}`);
+    const i = this.table.map((e) => e.mountPoint).lastIndexOf(target);
+    if (i < 0) throw new Error(`${target} is not mounted`);
+    this.table.splice(i, 1);
+  }
+
+  async mounts(): Promise<MountInfoEntry[]> {
+    return [...this.table];
+  }
+
+  async isMountOf(e: MountInfoEntry, image: string): Promise<boolean> {
+    return e.fsType === 'erofs' && e.source === image;
+  }
+
+  /** A mount made by someone else (e.g. before a restart). */
+  add(target: string, image: string, fsType = 'erofs'): void {
+    this.table.push({ ...entry(this.nextId++, target, image), fsType });
+  }
+
+  mounted(): string[] {
+    return this.table.map((e) => e.mountPoint).sort();
+  }
+}
+
+function entry(id: number, mountPoint: string, source: string): MountInfoEntry {
+  return { id, parentId: 1, root: '/', mountPoint, fsType: 'erofs', source, superOptions: 'ro' };
+}
+
+export class FakeLayerStore implements LayerStore {
+  /** Fails commits of these source dirs. */
+  readonly failing = new Set<string>();
+  commits = 0;
+
+  async commitDirectory(sourceDir: string, layerDir: string): Promise<CommittedLayer> {
+    if (this.failing.has(sourceDir)) throw new Error(`cannot build a layer from ${sourceDir}`);
+    const names = (await readdir(sourceDir, { recursive: true })).sort();
+    await writeFile(join(layerDir, LAYER_IMAGE), JSON.stringify(names));
+    await writeFile(join(layerDir, LAYER_HASH_TREE), '');
+    this.commits++;
+    return { rootHash: String(this.commits).padStart(64, '0'), usage: { size: names.length * 4096, inodes: names.length + 1 } };
+  }
+
+  async discard(layerDir: string): Promise<void> {
+    await rm(join(layerDir, LAYER_IMAGE), { force: true });
+    await rm(join(layerDir, LAYER_HASH_TREE), { force: true });
+  }
+}
+
+/** The file names FakeLayerStore recorded for the layer in `layerDir`. */
+export async function fakeLayerContents(layerDir: string): Promise<string[]> {
+  return JSON.parse(await readFile(join(layerDir, LAYER_IMAGE), 'utf8')) as string[];
+}
+
+export interface FakeSnapshotter {
+  root: string;
+  layout: RootLayout;
+  store: SqliteMetadataStore;
+  mounter: FakeMounter;
+  layers: FakeLayerStore;
+  mounts: MountManager;
+  snapshotter: Snapshotter;
+  /** A new Snapshotter on the same root, store and mount table, as after a daemon restart. */
+  restart(): Promise<Snapshotter>;
+  dispose(): Promise<void>;
+}
+
+/** A started Snapshotter on a temp root with the real metadata store and fake mounts and layers. */
+export async function fakeSnapshotter(clock: Clock = wallClock()): Promise<FakeSnapshotter> {
+  const root = await mkdtemp(join(tmpdir(), 'snapshotter-'));
+  const layout = new RootLayout(root);
+  const store = new SqliteMetadataStore(':memory:', { clock });
+  const mounter = new FakeMounter();
+  const layers = new FakeLayerStore();
+  const make = () => {
+    const mounts = new MountManager({ dir: join(root, 'm'), imageOf: (id) => layout.image(id), mounter, logger: silentLogger });
+    return { mounts, snapshotter: new Snapshotter({ layout, store, layers, mounts, logger: silentLogger }) };
+  };
+  const first = make();
+  await first.snapshotter.start();
+  const fake: FakeSnapshotter = {
+    root,
+    layout,
+    store,
+    mounter,
+    layers,
+    ...first,
+    restart: async () => {
+      const next = make();
+      await next.snapshotter.start();
+      fake.mounts = next.mounts;
+      fake.snapshotter = next.snapshotter;
+      return next.snapshotter;
+    },
+    dispose: async () => {
+      store.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+  return fake;
+}
