@@ -25,7 +25,7 @@ fi
 # Go and containerd's sources for containerd's snapshotter conformance suite.
 packages=(
   ca-certificates tar gzip zstd kmod cpio attr util-linux
-  containerd runc erofs-utils cryptsetup-bin skopeo umoci
+  containerd runc erofs-utils cryptsetup-bin skopeo umoci docker-registry
   qemu-system-x86 linux-image-amd64 busybox-static
   golang-go golang-github-containerd-containerd-dev
   python3 make g++ systemd
@@ -39,12 +39,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# The Debian containerd service would compete with the containerd instances the
-# demo and the tests start on their own sockets; it is not needed.
-if systemctl is-active --quiet containerd 2>/dev/null; then
-  log "stopping the system containerd service (the demo and tests start their own)"
-  systemctl stop containerd || true
-fi
+# Debian starts containerd and docker-registry as services; the demo and the
+# tests start their own instances on private sockets and ports instead.
+for service in containerd docker-registry; do
+  if systemctl is-active --quiet "$service" 2>/dev/null; then
+    log "stopping the system $service service (the demo and tests start their own)"
+    systemctl stop "$service" || true
+  fi
+done
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm dependencies (builds the native addon)"
