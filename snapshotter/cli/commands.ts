@@ -2,10 +2,13 @@
 import type { Command } from 'commander';
 import { registerLayerConvert } from './layer-convert.js';
 import { registerLayerVerity } from './layer-verity.js';
+import { registerLayerMount } from './layer-mount.js';
+import { registerLayerUmount } from './layer-umount.js';
 import { registerImageSeal } from './image-seal.js';
 import { registerImageVerify } from './image-verify.js';
 import { registerSignatureVerify } from './signature-verify.js';
 import { registerSnapshotterServe } from './snapshotter-serve.js';
+import { registerStatus } from './status.js';
 
 export type RegisterCommand = (program: Command) => void;
 
@@ -17,8 +20,11 @@ export function commandGroup(program: Command, name: string, description: string
 export const commands: RegisterCommand[] = [
   registerLayerConvert,
   registerLayerVerity,
+  registerLayerMount,
+  registerLayerUmount,
   registerImageSeal,
   registerImageVerify,
   registerSignatureVerify,
   registerSnapshotterServe,
+  registerStatus,
 ];

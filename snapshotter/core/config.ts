@@ -21,6 +21,33 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const MOUNT_BACKINGS = ['auto', 'loop', 'file'] as const;
 export type MountBacking = (typeof MOUNT_BACKINGS)[number];
 
+/**
+ * Which containers get a read-only root filesystem (no overlay upper dir):
+ * those of images `rootfs.protected_images` names, or every one.
+ */
+export const READ_ONLY_MODES = ['protected', 'all'] as const;
+export type ReadOnlyMode = (typeof READ_ONLY_MODES)[number];
+
+/**
+ * What runc mounts onto in a container (CRI and Kubernetes defaults): the
+ * mountpoints layer holds these as empty directories and files, so nothing
+ * has to be created in a read-only root filesystem.
+ */
+export const DEFAULT_MOUNTPOINT_DIRS: readonly string[] = [
+  '/proc', '/sys', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/tmp', '/run',
+  '/var/run/secrets/kubernetes.io/serviceaccount',
+];
+export const DEFAULT_MOUNTPOINT_FILES: readonly string[] = ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf', '/dev/termination-log'];
+
+/**
+ * Whether layers are mounted through dm-verity devices: `required` refuses
+ * every layer mount where the kernel has no dm-verity, `auto` uses it where
+ * the kernel has it and otherwise mounts without it (logged per layer,
+ * counted in status and metrics), `off` never uses it.
+ */
+export const VERITY_MODES = ['required', 'auto', 'off'] as const;
+export type VerityMode = (typeof VERITY_MODES)[number];
+
 export interface SnapshotterConfig {
   /** Metadata database, snapshot directories and layer files. */
   readonly root: string;
@@ -32,10 +59,30 @@ export interface SnapshotterConfig {
     readonly dir: string;
     readonly backing: MountBacking;
   };
+  /** containerd's API socket: the content and image services the pull path reads layers and images from. */
+  readonly containerdAddress: string;
+  readonly rootfs: {
+    readonly readOnly: ReadOnlyMode;
+    /** Image-name patterns (policy/image-patterns.ts) whose containers get a read-only root filesystem. */
+    readonly protectedImages: readonly string[];
+    /** Absolute paths the mountpoints layer holds as empty directories and as empty files. */
+    readonly mountpointDirs: readonly string[];
+    readonly mountpointFiles: readonly string[];
+  };
+  readonly verity: VerityMode;
+  readonly status: {
+    /** Seconds between checks of every mounted layer's verity device; 0 = never. */
+    readonly intervalSeconds: number;
+  };
+  readonly metrics: {
+    /** `host:port` serving Prometheus `/metrics`; '' = no listener. */
+    readonly address: string;
+  };
 }
 
 export const DEFAULT_ROOT = '/var/lib/containerd-integrity';
 export const DEFAULT_ADDRESS = '/run/containerd-integrity/snapshotter.sock';
+export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
 /** Under the root; Cleanup removes anything in it the metadata does not know. */
 export const SNAPSHOTS_DIR = 'snapshots';
 
@@ -76,14 +123,36 @@ export function parseSnapshotterConfig(text: string, source: string, overrides: 
   const mounts = top.table('mounts');
   const dir = mounts.path('dir', join(root, 'm'));
   const backing = mounts.oneOf('backing', MOUNT_BACKINGS, 'auto');
+  const verity = top.oneOf('verity', VERITY_MODES, 'auto');
+  const intervalSeconds = top.table('status').wholeNumber('interval_seconds', 60, 0, 86_400);
+  const metricsAddress = top.table('metrics').listenAddress('address', '');
+  const containerdAddress = top.path('containerd_address', DEFAULT_CONTAINERD_ADDRESS);
+  const rootfsTable = top.table('rootfs');
+  const rootfs = {
+    readOnly: rootfsTable.oneOf('read_only', READ_ONLY_MODES, 'protected'),
+    protectedImages: rootfsTable.imagePatterns('protected_images'),
+    mountpointDirs: rootfsTable.pathList('mountpoint_dirs', DEFAULT_MOUNTPOINT_DIRS),
+    mountpointFiles: rootfsTable.pathList('mountpoint_files', DEFAULT_MOUNTPOINT_FILES),
+  };
   top.finish();
 
-  const config: SnapshotterConfig = { root, address, log: { level }, mounts: { dir, backing } };
+  const config: SnapshotterConfig = {
+    root,
+    address,
+    log: { level },
+    mounts: { dir, backing },
+    verity,
+    status: { intervalSeconds },
+    metrics: { address: metricsAddress },
+    containerdAddress,
+    rootfs,
+  };
   checkConflicts(config, source);
   return deepFreeze(config);
 }
 
 function checkConflicts(config: SnapshotterConfig, source: string): void {
+  checkMountpoints(config.rootfs, source);
   const snapshots = join(config.root, SNAPSHOTS_DIR);
   if (isWithin(config.mounts.dir, snapshots)) {
     throw new ConfigError(`${source}: mounts.dir ${config.mounts.dir} is inside ${snapshots}, which Cleanup empties`, {
@@ -99,6 +168,18 @@ function checkConflicts(config: SnapshotterConfig, source: string): void {
     throw new ConfigError(`${source}: address ${config.address} is inside ${snapshots}, which Cleanup empties`, {
       hint: `put the socket elsewhere (default ${DEFAULT_ADDRESS}); ${DOCS}`,
     });
+  }
+}
+
+/** A path cannot be both, and a file cannot have entries below it. */
+function checkMountpoints(rootfs: SnapshotterConfig['rootfs'], source: string): void {
+  for (const file of rootfs.mountpointFiles) {
+    const inside = [...rootfs.mountpointDirs, ...rootfs.mountpointFiles].find((p) => p !== file && isWithin(p, file));
+    if (rootfs.mountpointDirs.includes(file) || inside !== undefined) {
+      throw new ConfigError(`${source}: rootfs.mountpoint_files has ${file}, which ${inside ? `would have to be a directory for ${inside}` : 'rootfs.mountpoint_dirs lists too'}`, {
+        hint: `list ${file} in one of rootfs.mountpoint_dirs and rootfs.mountpoint_files only; ${DOCS}`,
+      });
+    }
   }
 }
 
@@ -153,6 +234,38 @@ class Table {
     return resolve(value);
   }
 
+  /** An array of strings. */
+  stringList(key: string, fallback: readonly string[]): string[] {
+    const value = this.take(key);
+    if (value === undefined) return [...fallback];
+    if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw this.wrongType(key, value, 'an array of strings');
+    return value as string[];
+  }
+
+  /** Image-name patterns (policy/image-patterns.ts: `*` and `?` are wildcards); none by default. */
+  imagePatterns(key: string): string[] {
+    const values = this.stringList(key, []);
+    const bad = values.find((v) => v === '' || /\s/.test(v));
+    if (bad !== undefined) {
+      throw new ConfigError(`${this.source}: ${this.prefix}${key} has ${JSON.stringify(bad)}, which is empty or contains white space`, {
+        hint: `write image names such as "registry.example/team/*" (* = any characters, ? = one character); ${DOCS}`,
+      });
+    }
+    return values;
+  }
+
+  /** An array of absolute paths, normalized, without duplicates. */
+  pathList(key: string, fallback: readonly string[]): string[] {
+    const values = this.stringList(key, fallback);
+    const relativeOne = values.find((v) => !isAbsolute(v));
+    if (relativeOne !== undefined) {
+      throw new ConfigError(`${this.source}: ${this.prefix}${key} has ${JSON.stringify(relativeOne)}, which is not an absolute path`, {
+        hint: `write full paths, e.g. ${JSON.stringify(fallback[0] ?? '/tmp')}; ${DOCS}`,
+      });
+    }
+    return [...new Set(values.map((v) => resolve(v)))];
+  }
+
   oneOf<T extends string>(key: string, allowed: readonly T[], fallback: T): T {
     const value = this.take(key);
     if (value === undefined) return fallback;
@@ -162,6 +275,34 @@ class Table {
       });
     }
     return value as T;
+  }
+
+  wholeNumber(key: string, fallback: number, min: number, max: number): number {
+    const value = this.take(key);
+    if (value === undefined) return fallback;
+    // smol-toml gives integers as numbers (it refuses any it cannot hold exactly).
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      throw new ConfigError(`${this.source}: ${this.prefix}${key} = ${JSON.stringify(value)} is not a whole number from ${min} to ${max}`, {
+        hint: `write it without quotes, e.g. ${this.prefix}${key} = ${fallback}; ${DOCS}`,
+      });
+    }
+    return value;
+  }
+
+  /** `host:port` (an IPv6 host in brackets) to listen on, or '' for none. */
+  listenAddress(key: string, fallback: string): string {
+    const value = this.take(key);
+    if (value === undefined) return fallback;
+    if (typeof value !== 'string') throw this.wrongType(key, value, 'a string');
+    if (value === '') return value;
+    const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+    // Port 0 lets the kernel pick one (tests); the daemon logs the one it got.
+    if (!m || Number(m[2]) > 65535) {
+      throw new ConfigError(`${this.source}: ${this.prefix}${key} = ${JSON.stringify(value)} is not host:port`, {
+        hint: `e.g. "127.0.0.1:9469" (or "[::1]:9469"); "" turns it off; ${DOCS}`,
+      });
+    }
+    return value;
   }
 
   /** Throws for the first key nobody asked for, here or in a sub-table. */

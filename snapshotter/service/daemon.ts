@@ -11,17 +11,26 @@ import { wallClock } from '../core/clock.js';
 import type { SnapshotterConfig } from '../core/config.js';
 import { FailedPreconditionError, isNotFound } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { containerdSeams } from './containerd/seams.js';
 import { ErofsLayerStore } from './layers/erofs-store.js';
 import { readXattrs } from './layers/xattrs.js';
 import { RootLayout } from './layout.js';
 import { SqliteMetadataStore } from './metadata/sqlite.js';
 import { ErofsMounter } from './mounts/erofs-mounter.js';
 import { MountManager } from './mounts/manager.js';
+import { mountableLayer } from './mounts/mountable-layer.js';
+import { probeVerity } from './mounts/verity-device.js';
+import { snapshotterScope } from './mounts/verity-identity.js';
+import { VerityMounter } from './mounts/verity-mounter.js';
+import { StatusMetrics } from './status/metrics.js';
+import { startStatusMonitor, type StatusMonitor } from './status/monitor.js';
 import { loadSnapshotsService, snapshotsHandlers } from './service.js';
 import { Snapshotter } from './snapshotter.js';
 
 export interface RunningDaemon {
   readonly address: string;
+  /** Where Prometheus metrics are served (metrics.address, with the port bound), if anywhere. */
+  readonly metricsAddress: string | undefined;
   /** Stops serving and closes the database. Layer mounts stay: containers use them, and start-up adopts them. */
   close(): Promise<void>;
 }
@@ -32,12 +41,29 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
   // Before anything touches the root: start-up cleanup would disturb a live daemon.
   await claimSocket(config.address);
   const store = new SqliteMetadataStore(layout.database, { clock: wallClock() });
+  let monitor: StatusMonitor | undefined;
+  let closeContainerd = () => {};
   try {
-    const mounter = new ErofsMounter(config.mounts.backing);
-    const mounts = new MountManager({ dir: config.mounts.dir, imageOf: (id) => layout.image(id), mounter, logger });
+    const plain = new ErofsMounter(config.mounts.backing);
+    const verity = await probeVerity();
+    const metrics = new StatusMetrics();
+    const scope = snapshotterScope(config.root);
+    const mounter = new VerityMounter({
+      mode: config.verity,
+      availability: verity,
+      plain,
+      scope,
+      imageOf: (id) => layout.image(id),
+      logger,
+      onRefusal: (reason) => metrics.refused(reason),
+    });
+    const mounts = new MountManager({ dir: config.mounts.dir, layerOf: (id) => mountableLayer(layout, store, id), mounter, logger });
     const layers = new ErofsLayerStore({ xattrs: readXattrs, logger });
-    const snapshotter = new Snapshotter({ layout, store, layers, mounts, logger });
+    const containerd = containerdSeams(config, logger);
+    closeContainerd = containerd.close;
+    const snapshotter = new Snapshotter({ layout, store, layers, mounts, logger, blobs: containerd.blobs, rootfs: containerd.rootfs });
     await snapshotter.start();
+    monitor = await startStatusMonitor({ config, layout, store, scope, verity, verityInUse: mounter.verity, metrics, logger });
 
     const server = new grpc.Server();
     server.addService(loadSnapshotsService(), snapshotsHandlers(snapshotter, logger));
@@ -46,18 +72,35 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
     );
     // Only root (containerd) talks to the snapshotter.
     await chmod(config.address, 0o600);
-    logger.info({ address: config.address, root: config.root, mounts: config.mounts.dir, backing: mounter.backing }, 'snapshotter serving');
+    logger.info(
+      {
+        address: config.address,
+        root: config.root,
+        mounts: config.mounts.dir,
+        backing: plain.backing,
+        verity: config.verity,
+        dmVerity: mounter.verity,
+        metrics: monitor.metricsAddress,
+      },
+      'snapshotter serving',
+    );
+    const running = monitor;
 
     return {
       address: config.address,
+      metricsAddress: running.metricsAddress,
       close: async () => {
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        await running.close();
+        closeContainerd();
         store.close();
         await unlink(config.address).catch(() => undefined);
         logger.info('snapshotter stopped');
       },
     };
   } catch (err) {
+    closeContainerd();
+    await monitor?.close();
     store.close();
     throw err;
   }

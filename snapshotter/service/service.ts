@@ -1,7 +1,7 @@
 /**
  * The gRPC adapter: containerd.services.snapshots.v1.Snapshots ↔ Snapshotter
  * calls, and nothing else (containerd's contrib/snapshotservice). Every
- * request names its containerd namespace in the metadata; every failure goes
+ * request belongs to a containerd namespace (namespaceOf); every failure goes
  * through toGrpcStatus(), so containerd sees the codes its errdefs know.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -14,6 +14,7 @@ import type { ProtoGrpcType } from '../gen/snapshots.js';
 import type { Info } from '../gen/containerd/services/snapshots/v1/Info.js';
 import type { Kind as WireKind } from '../gen/containerd/services/snapshots/v1/Kind.js';
 import type { SnapshotsHandlers } from '../gen/containerd/services/snapshots/v1/Snapshots.js';
+import { backendNamespace } from './backend-key.js';
 import type { Kind, SnapshotInfo } from './metadata/types.js';
 import type { Mount } from './mounts/snapshot-mounts.js';
 import type { Snapshotter } from './snapshotter.js';
@@ -36,11 +37,11 @@ export function loadSnapshotsService(): grpc.ServiceDefinition {
 
 export function snapshotsHandlers(snapshotter: Snapshotter, logger: Logger): SnapshotsHandlers {
   /** One unary method: namespace, call, status. */
-  function unary<Req, Res>(method: string, fn: (ns: string, req: Req) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  function unary<Req, Res>(method: string, fn: (ns: string, req: Req) => Res | Promise<Res>, perNamespace = true): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       void (async () => {
         try {
-          const ns = namespaceOf(call.metadata);
+          const ns = perNamespace ? namespaceOf(call.metadata, keyOf(call.request)) : '';
           callback(null, await fn(ns, call.request));
         } catch (err) {
           callback(failure(method, call.request, err));
@@ -79,13 +80,20 @@ export function snapshotsHandlers(snapshotter: Snapshotter, logger: Logger): Sna
       const usage = await snapshotter.usage(ns, req.key);
       return { size: String(usage.size), inodes: String(usage.inodes) };
     }),
-    Cleanup: unary('Cleanup', async () => {
-      await snapshotter.cleanup();
-      return {};
-    }),
+    // containerd's garbage collector calls Cleanup without a namespace; it is about the whole root anyway.
+    Cleanup: unary(
+      'Cleanup',
+      async () => {
+        await snapshotter.cleanup();
+        return {};
+      },
+      false,
+    ),
     List: (call) => {
       try {
-        const infos = snapshotter.list(namespaceOf(call.metadata), call.request.filters);
+        // containerd's garbage collector walks every backend snapshot, without a namespace.
+        const ns = headerNamespace(call.metadata);
+        const infos = snapshotter.list(ns, call.request.filters);
         for (let i = 0; i < infos.length; i += LIST_BATCH) {
           call.write({ info: infos.slice(i, i + LIST_BATCH).map(toWireInfo) });
         }
@@ -98,21 +106,45 @@ export function snapshotsHandlers(snapshotter: Snapshotter, logger: Logger): Sna
   };
 }
 
-/** containerd `namespaces.NamespaceRequired`: missing is FAILED_PRECONDITION, malformed INVALID_ARGUMENT. */
-export function namespaceOf(metadata: grpc.Metadata): string {
-  const values = metadata.get(NAMESPACE_METADATA);
-  const ns = values.length > 0 ? String(values[0]) : '';
-  if (ns === '') {
-    throw new FailedPreconditionError(`namespace is required: the request has no ${NAMESPACE_METADATA} metadata`, {
+/**
+ * The namespace of a request. containerd 1.6 forwards the
+ * `containerd-namespace` metadata to a proxy snapshotter only for calls that
+ * start inside containerd with a namespaced context (CRI); calls of its API
+ * clients (ctr, nerdctl) and of its garbage collector arrive without it. Then
+ * the key says it: containerd's metadata layer prefixes every backend key
+ * with its namespace. Neither: FAILED_PRECONDITION (containerd's
+ * `namespaces.NamespaceRequired`); malformed: INVALID_ARGUMENT.
+ */
+export function namespaceOf(metadata: grpc.Metadata, key = ''): string {
+  const ns = headerNamespace(metadata) ?? backendNamespace(key);
+  if (ns === undefined) {
+    throw new FailedPreconditionError(`namespace is required: the request has no ${NAMESPACE_METADATA} metadata and its key is not <namespace>/<n>/…`, {
       hint: 'call through containerd, or set the containerd-namespace gRPC metadata (e.g. "k8s.io")',
     });
   }
+  return checkNamespace(ns);
+}
+
+/** The namespace the metadata names (checked), or undefined when it names none. */
+export function headerNamespace(metadata: grpc.Metadata): string | undefined {
+  const values = metadata.get(NAMESPACE_METADATA);
+  const ns = values.length > 0 ? String(values[0]) : '';
+  return ns === '' ? undefined : checkNamespace(ns);
+}
+
+function checkNamespace(ns: string): string {
   if (ns.length > IDENTIFIER_MAX_LENGTH || !IDENTIFIER.test(ns)) {
     throw new InvalidArgumentError(`namespace ${JSON.stringify(ns)} is not a valid containerd identifier`, {
       hint: `use letters and digits separated by single ".", "_" or "-", at most ${IDENTIFIER_MAX_LENGTH} characters`,
     });
   }
   return ns;
+}
+
+/** The key a request is about: `key` for most, the snapshot's name for Update. */
+function keyOf(request: unknown): string {
+  const r = request as { key?: unknown; info?: { name?: unknown } | null };
+  return String(r.key ?? r.info?.name ?? '');
 }
 
 function toWireInfo(info: SnapshotInfo): Info {

@@ -9,20 +9,42 @@
  * Committed snapshots are layer files, never extracted trees. Active
  * snapshots and views stand on their parents' layers, each mounted once by
  * the MountManager and referenced by every snapshot above it.
+ *
+ * With `blobs` (containerd's content store), image layers are built from
+ * their blobs: an unpack Prepare whose blob is there is converted and
+ * committed at once and answered ALREADY_EXISTS (the stargz/nydus protocol),
+ * and the Commit of an unpack that took the writable path converts the blob,
+ * not the upper dir. With `rootfs`, containers of protected images get a
+ * read-only root: the mountpoints layer over the image layers, no upper dir.
  */
 import { randomUUID } from 'node:crypto';
 import { chmod, lchown, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { isNotFound } from '../core/errors.js';
+import { AlreadyExistsError, isNotFound, NotFoundError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { TEMP_MARKER } from '../core/atomic-file.js';
+import { besideKey } from './backend-key.js';
 import { diskUsage } from './disk-usage.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { LayerStore } from './layers/store.js';
 import { NEW_PREFIX, REMOVING_PREFIX, type RootLayout } from './layout.js';
 import type { MetadataStore } from './metadata/store.js';
-import type { Kind, Labels, MountableSnapshot, SnapshotInfo, Usage } from './metadata/types.js';
+import {
+  layersBelow,
+  type CommittedLayer,
+  type Kind,
+  type Labels,
+  type LayerOrigin,
+  type MountableSnapshot,
+  type SnapshotInfo,
+  type Usage,
+} from './metadata/types.js';
+import type { LayerBlob, LayerBlobs } from './pull/layer-blobs.js';
+import { checkLayerChain } from './pull/layer-chain.js';
+import { claimedChainId, commitSource, prepareSource, SNAPSHOT_REF_LABEL, type LayerSource } from './pull/source.js';
+import { installMountpointsLayer, MOUNTPOINTS_NAMESPACE, retireMountpointsLayers } from './rootfs/mountpoints.js';
+import type { RootfsPolicy } from './rootfs/policy.js';
 import type { MountManager } from './mounts/manager.js';
 import { layerReferences } from './mounts/reconcile.js';
 import { snapshotMounts, mountDataBytes, MOUNT_OPTIONS_MAX_BYTES, type Mount } from './mounts/snapshot-mounts.js';
@@ -33,6 +55,10 @@ export interface SnapshotterOptions {
   layers: LayerStore;
   mounts: MountManager;
   logger: Logger;
+  /** containerd's layer blobs; without them every layer is built from its upper dir. */
+  blobs?: LayerBlobs;
+  /** Which containers get a read-only root; without it, none. */
+  rootfs?: RootfsPolicy;
 }
 
 export class Snapshotter {
@@ -41,7 +67,13 @@ export class Snapshotter {
   private readonly layers: LayerStore;
   private readonly mountManager: MountManager;
   private readonly logger: Logger;
+  private readonly blobs: LayerBlobs | undefined;
+  private readonly rootfs: RootfsPolicy | undefined;
   private readonly keys = new KeyedLock();
+  /** One conversion per chain ID at a time: concurrent Prepares of one layer convert it once. */
+  private readonly chains = new KeyedLock();
+  /** The id of the mountpoints layer read-only containers get (see rootfs/mountpoints.ts). */
+  private mountpointsLayer: number | undefined;
   /** Directories under snapshots/ that requests are working in; Cleanup leaves them alone. */
   private readonly busy = new Set<string>();
 
@@ -51,6 +83,8 @@ export class Snapshotter {
     this.layers = options.layers;
     this.mountManager = options.mounts;
     this.logger = options.logger;
+    this.blobs = options.blobs;
+    this.rootfs = options.rootfs;
   }
 
   /** Start-up reconcile: drop directories the metadata does not know, then bring the layer mounts in line. */
@@ -58,11 +92,30 @@ export class Snapshotter {
     await mkdir(this.layout.snapshots, { recursive: true, mode: 0o700 });
     await mkdir(this.mountManager.dir, { recursive: true, mode: 0o755 });
     await this.removeUnknownDirectories();
+    const mountpoints = this.rootfs?.active
+      ? await installMountpointsLayer({ store: this.store, layout: this.layout, spec: this.rootfs.mountpoints, logger: this.logger })
+      : undefined;
+    this.mountpointsLayer = mountpoints?.id;
+    await retireMountpointsLayers(this.store, mountpoints?.name, (ns, key) => this.remove(ns, key), this.logger);
     await this.mountManager.restore(layerReferences(this.store.listAll()));
   }
 
-  prepare(ns: string, key: string, parent: string, labels: Labels): Promise<Mount[]> {
-    return this.create(ns, 'active', key, parent, labels);
+  /**
+   * An unpack whose blob containerd has becomes a committed layer right here
+   * and the answer is ALREADY_EXISTS; any other unpack gets a writable
+   * snapshot; a container gets a read-only root when the rootfs policy says so.
+   */
+  async prepare(ns: string, key: string, parent: string, labels: Labels): Promise<Mount[]> {
+    const source = prepareSource(key, labels);
+    if (source.kind === 'unpack') {
+      if (source.fastPath && (await this.unpackFromBlob(ns, key, parent, labels, source.layer))) {
+        throw new AlreadyExistsError(`layer ${source.layer.chainId} is committed: it was converted from its blob`, {
+          hint: 'nothing to do: containerd takes this answer as "skip the unpack"',
+        });
+      }
+      return this.create(ns, 'active', key, parent, labels);
+    }
+    return this.create(ns, 'active', key, parent, labels, await this.readOnlyRoot(ns, key, parent));
   }
 
   view(ns: string, key: string, parent: string, labels: Labels): Promise<Mount[]> {
@@ -80,7 +133,7 @@ export class Snapshotter {
       const dir = this.layout.snapshot(active.id);
       this.busy.add(dir);
       try {
-        const layer = await this.layers.commitDirectory(this.layout.upper(active.id), dir);
+        const layer = await this.buildCommitted(ns, key, name, labels, active.id, log);
         try {
           this.store.commitActive(ns, key, name, layer, labels);
         } catch (err) {
@@ -93,7 +146,7 @@ export class Snapshotter {
       } finally {
         this.busy.delete(dir);
       }
-      await this.mountManager.release(active.parentIds);
+      await this.mountManager.release(layersBelow(active));
     });
   }
 
@@ -110,7 +163,7 @@ export class Snapshotter {
         });
         log.info({ kind: removed.kind }, 'snapshot removed');
         await this.removeQuietly([trash], log);
-        if (removed.kind !== 'committed') await this.mountManager.release(removed.parentIds);
+        if (removed.kind !== 'committed') await this.mountManager.release(layersBelow(removed));
       } finally {
         this.busy.delete(trash);
       }
@@ -125,8 +178,13 @@ export class Snapshotter {
     return this.store.updateInfo(ns, info, fieldpaths);
   }
 
-  list(ns: string, filters: readonly string[]): SnapshotInfo[] {
-    return this.store.walk(ns, filters);
+  /** The namespace's snapshots; without a namespace (containerd's garbage collector), every namespace's. */
+  list(ns: string | undefined, filters: readonly string[]): SnapshotInfo[] {
+    if (ns !== undefined) return this.store.walk(ns, filters);
+    const namespaces = new Set(this.store.listAll().map((s) => s.namespace));
+    // The mountpoints layers are ours: containerd must never see (and collect) them.
+    namespaces.delete(MOUNTPOINTS_NAMESPACE);
+    return [...namespaces].sort().flatMap((n) => this.store.walk(n, filters));
   }
 
   /** Active snapshots: what their upper dir holds now. Others: what was recorded (views hold nothing). */
@@ -141,10 +199,18 @@ export class Snapshotter {
     await this.mountManager.sweep();
   }
 
-  private async create(ns: string, kind: Exclude<Kind, 'committed'>, key: string, parent: string, labels: Labels): Promise<Mount[]> {
+  private async create(
+    ns: string,
+    kind: Exclude<Kind, 'committed'>,
+    key: string,
+    parent: string,
+    labels: Labels,
+    mountpoints?: number,
+  ): Promise<Mount[]> {
     const log = this.logger.child({ ns, key, parent });
     // Fail fast on a bad parent before mounting anything; the transaction checks again.
-    const chain = parent === '' ? [] : this.store.layerChain(ns, parent);
+    const parents = parent === '' ? [] : this.store.layerChain(ns, parent);
+    const chain = mountpoints === undefined ? parents : [mountpoints, ...parents];
     const temp = await mkdtemp(join(this.layout.snapshots, NEW_PREFIX));
     this.busy.add(temp);
     let acquired = false;
@@ -156,13 +222,13 @@ export class Snapshotter {
       if (kind === 'active') await mkdir(join(temp, 'work'), { mode: 0o711 });
       await this.mountManager.acquire(chain);
       acquired = true;
-      if (chain.length > 0) {
+      if (parents.length > 0) {
         // The new root belongs to whoever owns the parent's root, as in containerd's overlay.
-        const top = await stat(this.mountManager.mountPoint(chain[0]!));
+        const top = await stat(this.mountManager.mountPoint(parents[0]!));
         await lchown(join(temp, 'fs'), top.uid, top.gid);
       }
       snapshot = this.store.transaction(() => {
-        const s = this.store.createSnapshot(ns, kind, key, parent, labels);
+        const s = this.store.createSnapshot(ns, kind, key, parent, labels, mountpoints === undefined ? {} : { mountpoints });
         created = this.layout.snapshot(s.id);
         renameSync(temp, created);
         return s;
@@ -175,15 +241,124 @@ export class Snapshotter {
     } finally {
       this.busy.delete(temp);
     }
-    log.info({ kind, layers: chain.length }, 'snapshot created');
+    log.info({ kind, layers: parents.length, readOnly: mountpoints !== undefined }, 'snapshot created');
     return this.mountsOf(snapshot, log);
   }
 
+  /**
+   * The pull fast path: when containerd has the layer's blob (or is fetching
+   * it), convert it and commit the layer under its chain ID with the
+   * Prepare's labels. False: take the writable path.
+   */
+  private async unpackFromBlob(ns: string, key: string, parent: string, labels: Labels, layer: LayerSource): Promise<boolean> {
+    const { blobs } = this;
+    const chainId = layer.chainId;
+    if (!blobs || chainId === undefined) return false;
+    return this.chains.run(lockKey(ns, chainId), async () => {
+      const log = this.logger.child({ ns, key, chainId });
+      // A concurrent Prepare of the same layer may have converted it meanwhile.
+      if (this.store.findCommitted(ns, parent, { name: SNAPSHOT_REF_LABEL, value: chainId }) !== undefined) return true;
+      if (parent !== '') this.store.layerChain(ns, parent);
+      const blob = await blobs.find(ns, layer, { waitForFetch: true });
+      if (!blob) {
+        log.info({ digest: layer.layerDigest, source: 'upper' }, 'layer blob not in containerd yet: containerd unpacks into a writable snapshot');
+        return false;
+      }
+      const temp = await mkdtemp(join(this.layout.snapshots, NEW_PREFIX));
+      this.busy.add(temp);
+      let created: string | undefined;
+      try {
+        const built = await this.buildFromBlob(blobs, ns, blob, temp, parent, chainId);
+        // Named by the chain ID, as containerd names committed layers, beside the key in containerd's
+        // `<namespace>/<sequence>/` form so that requests without namespace metadata find it.
+        const preferred = besideKey(key, chainId);
+        const name = this.nameTaken(ns, preferred) ? key : preferred;
+        const s = this.store.transaction(() => {
+          const committed = this.store.insertCommitted(ns, name, parent, built, labels);
+          created = this.layout.snapshot(committed.id);
+          renameSync(temp, created);
+          return committed;
+        });
+        log.info({ digest: blob.digest, source: 'blob', name, id: s.id, rootHash: built.rootHash }, 'layer converted from its blob at Prepare; containerd skips its unpack');
+        return true;
+      } catch (err) {
+        await this.removeQuietly(created ? [temp, created] : [temp], log);
+        throw err;
+      } finally {
+        this.busy.delete(temp);
+      }
+    });
+  }
+
+  /** Commit's layer: from the blob when this is an unpack of a layer containerd has, else from the upper dir. */
+  private async buildCommitted(ns: string, key: string, name: string, labels: Labels, id: number, log: Logger): Promise<CommittedLayer> {
+    const dir = this.layout.snapshot(id);
+    const source = commitSource(name, labels);
+    const unpack = prepareSource(key, labels).kind === 'unpack';
+    const { blobs } = this;
+    const blob = unpack && blobs && source.chainId ? await blobs.find(ns, source, { waitForFetch: false }) : undefined;
+    if (blobs && blob) {
+      const layer = await this.buildFromBlob(blobs, ns, blob, dir, this.store.getInfo(ns, key).info.parent, source.chainId);
+      log.info({ chainId: source.chainId, digest: blob.digest, source: 'blob' }, 'layer built from its blob; the upper dir is dropped');
+      return layer;
+    }
+    const layer = await this.layers.commitDirectory(this.layout.upper(id), dir);
+    log.info({ chainId: source.chainId, digest: source.layerDigest, source: 'upper' }, 'layer built from the upper dir');
+    return { ...layer, images: source.imageRef ? [source.imageRef] : [] };
+  }
+
+  /** Converts `blob` into `dir` and checks it is the layer `chainId` names on `parent`. */
+  private async buildFromBlob(
+    blobs: LayerBlobs,
+    ns: string,
+    blob: LayerBlob,
+    dir: string,
+    parent: string,
+    chainId: string | undefined,
+  ): Promise<CommittedLayer> {
+    const built = await this.layers.commitBlob(blobs.read(ns, blob.digest), dir, blob.digest);
+    try {
+      const parentChainId = parent === '' ? undefined : this.chainIdOf(ns, parent);
+      const checked = checkLayerChain({ digest: blob.digest, diffId: built.diffId, expectedDiffId: blob.diffId, chainId, parent, parentChainId });
+      return { rootHash: built.rootHash, usage: built.usage, ...(checked ? { chainId: checked } : {}), images: blob.images };
+    } catch (err) {
+      await this.layers.discard(dir);
+      throw err;
+    }
+  }
+
+  /** For a container on `parent`: the mountpoints layer if its root must be read-only, else undefined. */
+  private async readOnlyRoot(ns: string, key: string, parent: string): Promise<number | undefined> {
+    if (parent === '' || !this.rootfs?.active || this.mountpointsLayer === undefined) return undefined;
+    const origin = this.store.layerOrigin(ns, parent);
+    const chainId = this.chainIdOf(ns, parent, origin);
+    const decision = await this.rootfs.decide(ns, { name: parent, chainId, images: origin.images });
+    this.logger.info({ ns, key, parent, chainId, readOnly: decision.readOnly, reason: decision.reason }, 'container root filesystem');
+    return decision.readOnly ? this.mountpointsLayer : undefined;
+  }
+
+  /** A committed snapshot's chain ID: checked when it was built from its blob, else as containerd named it. */
+  private chainIdOf(ns: string, name: string, origin: LayerOrigin = this.store.layerOrigin(ns, name)): string | undefined {
+    const { info } = this.store.getInfo(ns, name);
+    return origin.chainId ?? claimedChainId(info.name, info.labels);
+  }
+
+  private nameTaken(ns: string, name: string): boolean {
+    try {
+      this.store.getInfo(ns, name);
+      return true;
+    } catch (err) {
+      if (err instanceof NotFoundError) return false;
+      throw err;
+    }
+  }
+
   private mountsOf(s: MountableSnapshot, log: Logger = this.logger): Mount[] {
+    // A read-only active snapshot mounts like a view of its mountpoints layer and parents: no upper dir.
     const mounts = snapshotMounts(
-      s.kind,
+      s.mountpoints === undefined ? s.kind : 'view',
       { upper: this.layout.upper(s.id), work: this.layout.work(s.id) },
-      s.parentIds.map((id) => this.mountManager.mountPoint(id)),
+      layersBelow(s).map((id) => this.mountManager.mountPoint(id)),
     );
     const bytes = mountDataBytes(mounts[0]!);
     if (bytes > MOUNT_OPTIONS_MAX_BYTES - 512) {

@@ -34,6 +34,8 @@ export interface ContainerSpec {
   env?: Record<string, string>;
   /** Default `<name>.log`, relative to the sandbox's log directory. */
   logPath?: string;
+  /** Host directories or files bind-mounted into the container (kubelet's volumes). */
+  mounts?: { containerPath: string; hostPath: string; readonly?: boolean }[];
 }
 
 export function containerConfig(spec: ContainerSpec): ContainerConfig {
@@ -44,6 +46,7 @@ export function containerConfig(spec: ContainerSpec): ContainerConfig {
     args: spec.args ?? [],
     envs: Object.entries(spec.env ?? {}).map(([key, value]) => ({ key, value: Buffer.from(value) })),
     log_path: spec.logPath ?? `${spec.name}.log`,
+    mounts: (spec.mounts ?? []).map((m) => ({ container_path: m.containerPath, host_path: m.hostPath, readonly: m.readonly ?? false })),
   };
 }
 

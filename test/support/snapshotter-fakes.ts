@@ -4,17 +4,20 @@
  * FakeMounter keeps a mount table in memory instead of calling mount(2);
  * FakeLayerStore records the committed tree as a JSON listing.
  */
+import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { IntegrityViolationError } from '../../snapshotter/core/errors.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { wallClock, type Clock } from '../../snapshotter/core/clock.js';
 import { silentLogger } from '../../snapshotter/core/log.js';
 import { RootLayout } from '../../snapshotter/service/layout.js';
 import { SqliteMetadataStore } from '../../snapshotter/service/metadata/sqlite.js';
-import { MountManager, type LayerMounter } from '../../snapshotter/service/mounts/manager.js';
-import { Snapshotter } from '../../snapshotter/service/snapshotter.js';
+import { MountManager, type LayerMounter, type MountableLayer } from '../../snapshotter/service/mounts/manager.js';
+import { mountableLayer } from '../../snapshotter/service/mounts/mountable-layer.js';
+import { Snapshotter, type SnapshotterOptions } from '../../snapshotter/service/snapshotter.js';
 import type { MountInfoEntry } from '../../snapshotter/service/mounts/mountinfo.js';
-import { LAYER_HASH_TREE, LAYER_IMAGE, type LayerStore } from '../../snapshotter/service/layers/store.js';
+import { LAYER_HASH_TREE, LAYER_IMAGE, type BlobLayer, type LayerStore } from '../../snapshotter/service/layers/store.js';
 import type { CommittedLayer } from '../../snapshotter/service/metadata/types.js';
 
 export class FakeMounter implements LayerMounter {
@@ -26,7 +29,7 @@ export class FakeMounter implements LayerMounter {
   delayMs = 0;
   private nextId = 100;
 
-  async mount(image: string, target: string): Promise<void> {
+  async mount({ image }: MountableLayer, target: string): Promise<void> {
     this.calls.push(`mount ${image} ${target}`);
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.failing.has(image)) throw new Error(`cannot mount ${image}`);
@@ -44,7 +47,7 @@ export class FakeMounter implements LayerMounter {
     return [...this.table];
   }
 
-  async isMountOf(e: MountInfoEntry, image: string): Promise<boolean> {
+  async isMountOf(e: MountInfoEntry, { image }: MountableLayer): Promise<boolean> {
     return e.fsType === 'erofs' && e.source === image;
   }
 
@@ -58,6 +61,11 @@ export class FakeMounter implements LayerMounter {
   }
 }
 
+/** A layer for MountManager tests that need no metadata: image `image`, a made-up root hash and name. */
+export function fakeLayer(id: number, image = `/layers/${id}.erofs`): MountableLayer {
+  return { id, image, hashTree: `${image}.verity`, rootHash: String(id).padStart(64, '0'), namespace: 'default', name: `layer-${id}` };
+}
+
 function entry(id: number, mountPoint: string, source: string): MountInfoEntry {
   return { id, parentId: 1, root: '/', mountPoint, fsType: 'erofs', source, superOptions: 'ro' };
 }
@@ -66,6 +74,8 @@ export class FakeLayerStore implements LayerStore {
   /** Fails commits of these source dirs. */
   readonly failing = new Set<string>();
   commits = 0;
+  /** How many of the commits were built from blobs. */
+  blobCommits = 0;
 
   async commitDirectory(sourceDir: string, layerDir: string): Promise<CommittedLayer> {
     if (this.failing.has(sourceDir)) throw new Error(`cannot build a layer from ${sourceDir}`);
@@ -74,6 +84,23 @@ export class FakeLayerStore implements LayerStore {
     await writeFile(join(layerDir, LAYER_HASH_TREE), '');
     this.commits++;
     return { rootHash: String(this.commits).padStart(64, '0'), usage: { size: names.length * 4096, inodes: names.length + 1 } };
+  }
+
+  /** Blobs are taken as uncompressed tars: the diff ID is the blob's digest; the layer lists `blob <digest>`. */
+  async commitBlob(blob: AsyncIterable<Uint8Array>, layerDir: string, expectedDigest: string): Promise<BlobLayer> {
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of blob) {
+      hash.update(chunk);
+      size += chunk.length;
+    }
+    const digest = `sha256:${hash.digest('hex')}`;
+    if (digest !== expectedDigest) throw new IntegrityViolationError(`layer digest mismatch: expected ${expectedDigest}, read ${digest}`);
+    await writeFile(join(layerDir, LAYER_IMAGE), JSON.stringify([`blob ${digest}`]));
+    await writeFile(join(layerDir, LAYER_HASH_TREE), '');
+    this.commits++;
+    this.blobCommits++;
+    return { rootHash: String(this.commits).padStart(64, '0'), diffId: digest, usage: { size, inodes: 1 } };
   }
 
   async discard(layerDir: string): Promise<void> {
@@ -100,16 +127,23 @@ export interface FakeSnapshotter {
   dispose(): Promise<void>;
 }
 
-/** A started Snapshotter on a temp root with the real metadata store and fake mounts and layers. */
-export async function fakeSnapshotter(clock: Clock = wallClock()): Promise<FakeSnapshotter> {
+/**
+ * A started Snapshotter on a temp root with the real metadata store and fake
+ * mounts and layers; `extra` adds the pull path and rootfs policy (with fake
+ * containerd clients, test/support/containerd-fakes.ts).
+ */
+export async function fakeSnapshotter(
+  clock: Clock = wallClock(),
+  extra: Pick<SnapshotterOptions, 'blobs' | 'rootfs'> = {},
+): Promise<FakeSnapshotter> {
   const root = await mkdtemp(join(tmpdir(), 'snapshotter-'));
   const layout = new RootLayout(root);
   const store = new SqliteMetadataStore(':memory:', { clock });
   const mounter = new FakeMounter();
   const layers = new FakeLayerStore();
   const make = () => {
-    const mounts = new MountManager({ dir: join(root, 'm'), imageOf: (id) => layout.image(id), mounter, logger: silentLogger });
-    return { mounts, snapshotter: new Snapshotter({ layout, store, layers, mounts, logger: silentLogger }) };
+    const mounts = new MountManager({ dir: join(root, 'm'), layerOf: (id) => mountableLayer(layout, store, id), mounter, logger: silentLogger });
+    return { mounts, snapshotter: new Snapshotter({ layout, store, layers, mounts, logger: silentLogger, ...extra }) };
   };
   const first = make();
   await first.snapshotter.start();

@@ -6,6 +6,11 @@
  */
 import type { CommittedLayer } from '../metadata/types.js';
 
+export interface BlobLayer extends CommittedLayer {
+  /** `sha256:<hex>` of the uncompressed layer tar. */
+  diffId: string;
+}
+
 export const LAYER_IMAGE = 'layer.erofs';
 export const LAYER_HASH_TREE = 'layer.verity';
 
@@ -15,6 +20,13 @@ export interface LayerStore {
    * `sourceDir` (an overlay upper dir). Files appear complete or not at all.
    */
   commitDirectory(sourceDir: string, layerDir: string): Promise<CommittedLayer>;
+  /**
+   * Builds `layerDir`/layer.erofs and layer.verity from an OCI layer blob
+   * (tar, gzip or zstd), byte for byte what `integrityctl layer convert` and
+   * Delivery Kit make of it. The blob must have `expectedDigest`; the
+   * result's `diffId` is the digest of its uncompressed tar.
+   */
+  commitBlob(blob: AsyncIterable<Uint8Array>, layerDir: string, expectedDigest: string): Promise<BlobLayer>;
   /** Drops what commitDirectory wrote into `layerDir` (its commit failed after all). */
   discard(layerDir: string): Promise<void>;
 }

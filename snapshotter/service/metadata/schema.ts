@@ -31,6 +31,20 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (snapshot_id, name)
   ) WITHOUT ROWID;
   `,
+  // 2: layers built from containerd's layer blobs, the images they belong to, read-only container roots.
+  `
+  -- committed from a layer blob: the OCI chain ID its diff ID was checked against
+  ALTER TABLE snapshots ADD COLUMN chain_id TEXT;
+  -- a read-only active snapshot (protected image): the mountpoints layer above its parents, no upper dir
+  ALTER TABLE snapshots ADD COLUMN mountpoints_id INTEGER REFERENCES snapshots(id) ON DELETE RESTRICT;
+  CREATE INDEX snapshots_by_mountpoints ON snapshots (mountpoints_id);
+  -- images known to use a committed layer (recorded at pull; never changed by Update)
+  CREATE TABLE layer_images (
+    snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    image       TEXT    NOT NULL,
+    PRIMARY KEY (snapshot_id, image)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -45,6 +59,12 @@ export function migrate(db: Database.Database): void {
     );
   }
   if (version === SCHEMA_VERSION) return;
+  if (db.readonly) {
+    throw new FailedPreconditionError(
+      `metadata database ${db.name} has schema version ${version}, older than the ${SCHEMA_VERSION} this integrityctl reads`,
+      { hint: 'start the snapshotter of this version once (it migrates the database), or use the integrityctl that wrote it' },
+    );
+  }
   db.transaction(() => {
     for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);

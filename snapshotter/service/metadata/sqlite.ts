@@ -12,7 +12,7 @@ import { snapshotFields } from './fields.js';
 import { checkLabels } from './labels.js';
 import { migrate } from './schema.js';
 import type { MetadataStore } from './store.js';
-import type { CommittedLayer, Kind, Labels, MountableSnapshot, Snapshot, SnapshotInfo, StoredSnapshot, Usage } from './types.js';
+import type { CommittedLayer, Kind, Labels, LayerOrigin, LayerRecord, MountableSnapshot, Snapshot, SnapshotInfo, StoredSnapshot, Usage } from './types.js';
 
 const KIND_CODE: Record<Kind, bigint> = { view: 1n, active: 2n, committed: 3n };
 const KIND_OF_CODE = new Map<bigint, Kind>(Object.entries(KIND_CODE).map(([k, v]) => [v, k as Kind]));
@@ -24,6 +24,7 @@ interface SnapshotRow {
   kind: bigint;
   parent_id: bigint | null;
   parent: string | null;
+  mountpoints_id: bigint | null;
   created_ns: bigint;
   updated_ns: bigint;
   size: bigint;
@@ -37,7 +38,7 @@ interface LabelRow {
 }
 
 const SELECT_SNAPSHOT = `
-  SELECT s.id, s.namespace, s.key, s.kind, s.parent_id, p.key AS parent,
+  SELECT s.id, s.namespace, s.key, s.kind, s.parent_id, p.key AS parent, s.mountpoints_id,
          s.created_ns, s.updated_ns, s.size, s.inodes
   FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id`;
 
@@ -46,6 +47,9 @@ function prepareStatements(db: Database.Database) {
     byKey: db.prepare<[string, string], SnapshotRow>(`${SELECT_SNAPSHOT} WHERE s.namespace = ? AND s.key = ?`),
     byNamespace: db.prepare<[string], SnapshotRow>(`${SELECT_SNAPSHOT} WHERE s.namespace = ? ORDER BY s.key`),
     all: db.prepare<[], SnapshotRow>(`${SELECT_SNAPSHOT} ORDER BY s.id`),
+    committedLayer: db.prepare<[bigint], { id: bigint; namespace: string; key: string; root_hash: string }>(
+      'SELECT id, namespace, key, root_hash FROM snapshots WHERE id = ? AND kind = 3 AND root_hash IS NOT NULL',
+    ),
     labels: db.prepare<[bigint], LabelRow>('SELECT snapshot_id, name, value FROM labels WHERE snapshot_id = ?'),
     labelsOfNamespace: db.prepare<[string], LabelRow>(
       'SELECT l.snapshot_id, l.name, l.value FROM labels l JOIN snapshots s ON s.id = l.snapshot_id WHERE s.namespace = ?',
@@ -57,13 +61,24 @@ function prepareStatements(db: Database.Database) {
         SELECT s.id, s.parent_id, c.depth + 1 FROM snapshots s JOIN chain c ON s.id = c.parent_id
       )
       SELECT id FROM chain ORDER BY depth`),
-    hasChild: db.prepare<[bigint], { one: bigint }>('SELECT 1 AS one FROM snapshots WHERE parent_id = ? LIMIT 1'),
-    insert: db.prepare<[string, string, bigint, bigint | null, bigint, bigint]>(
-      'INSERT INTO snapshots (namespace, key, kind, parent_id, created_ns, updated_ns) VALUES (?, ?, ?, ?, ?, ?)',
+    hasChild: db.prepare<[bigint], { one: bigint }>('SELECT 1 AS one FROM snapshots WHERE ? IN (parent_id, mountpoints_id) LIMIT 1'),
+    insert: db.prepare<[string, string, bigint, bigint | null, bigint | null, bigint, bigint]>(
+      'INSERT INTO snapshots (namespace, key, kind, parent_id, mountpoints_id, created_ns, updated_ns) VALUES (?, ?, ?, ?, ?, ?, ?)',
     ),
-    commit: db.prepare<[string, bigint, bigint, number, number, string, bigint]>(
-      'UPDATE snapshots SET key = ?, kind = 3, created_ns = ?, updated_ns = ?, size = ?, inodes = ?, root_hash = ? WHERE id = ?',
+    insertCommitted: db.prepare<[string, string, bigint | null, bigint, bigint, number, number, string, string | null]>(
+      `INSERT INTO snapshots (namespace, key, kind, parent_id, created_ns, updated_ns, size, inodes, root_hash, chain_id)
+       VALUES (?, ?, 3, ?, ?, ?, ?, ?, ?, ?)`,
     ),
+    commit: db.prepare<[string, bigint, bigint, number, number, string, string | null, bigint]>(
+      'UPDATE snapshots SET key = ?, kind = 3, created_ns = ?, updated_ns = ?, size = ?, inodes = ?, root_hash = ?, chain_id = ? WHERE id = ?',
+    ),
+    committedByLabel: db.prepare<[string, bigint | null, string, string], { key: string }>(`
+      SELECT s.key FROM snapshots s JOIN labels l ON l.snapshot_id = s.id
+      WHERE s.namespace = ? AND s.kind = 3 AND s.parent_id IS ? AND l.name = ? AND l.value = ?
+      ORDER BY s.id LIMIT 1`),
+    chainIdOf: db.prepare<[bigint], { chain_id: string | null }>('SELECT chain_id FROM snapshots WHERE id = ?'),
+    imagesOf: db.prepare<[bigint], { image: string }>('SELECT image FROM layer_images WHERE snapshot_id = ? ORDER BY image'),
+    insertImage: db.prepare<[bigint, string]>('INSERT OR IGNORE INTO layer_images (snapshot_id, image) VALUES (?, ?)'),
     touch: db.prepare<[bigint, bigint]>('UPDATE snapshots SET updated_ns = ? WHERE id = ?'),
     delete: db.prepare<[bigint]>('DELETE FROM snapshots WHERE id = ?'),
     clearLabels: db.prepare<[bigint]>('DELETE FROM labels WHERE snapshot_id = ?'),
@@ -73,6 +88,12 @@ function prepareStatements(db: Database.Database) {
 
 export interface SqliteStoreOptions {
   clock: Clock;
+  /**
+   * Open an existing database for reading only (`integrityctl status` beside
+   * a running daemon: WAL lets it read while the daemon writes). No
+   * migration; a database of another schema version is refused.
+   */
+  readOnly?: boolean;
 }
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -83,10 +104,12 @@ export class SqliteMetadataStore implements MetadataStore {
   /** Opens (creating if needed) the database at `path`; ':memory:' for a private in-memory one. */
   constructor(path: string, options: SqliteStoreOptions) {
     this.clock = options.clock;
-    this.db = new Database(path, { timeout: 5000 });
+    this.db = new Database(path, { timeout: 5000, ...(options.readOnly ? { readonly: true, fileMustExist: true } : {}) });
     this.db.defaultSafeIntegers(true);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    if (!options.readOnly) {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+    }
     this.db.pragma('foreign_keys = ON');
     migrate(this.db);
     this.stmt = prepareStatements(this.db);
@@ -96,20 +119,67 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.db.transaction(fn).immediate();
   }
 
-  createSnapshot(ns: string, kind: Exclude<Kind, 'committed'>, key: string, parent: string, labels: Labels): MountableSnapshot {
+  createSnapshot(
+    ns: string,
+    kind: Exclude<Kind, 'committed'>,
+    key: string,
+    parent: string,
+    labels: Labels,
+    options: { mountpoints?: number } = {},
+  ): MountableSnapshot {
     requireKey(key, ns);
     const where = describe(ns, key);
     const checked = checkLabels(labels, where);
+    const mountpoints = options.mountpoints === undefined ? null : BigInt(options.mountpoints);
     return this.transaction(() => {
       const parentRow = parent === '' ? undefined : this.committedParent(ns, parent, where);
       if (this.stmt.byKey.get(ns, key)) {
         throw new AlreadyExistsError(`${where} already exists`, { hint: 'remove it first or use another key' });
       }
+      if (mountpoints !== null && (kind !== 'active' || !this.stmt.committedLayer.get(mountpoints))) {
+        throw new InvalidArgumentError(`${where}: mountpoints layer ${mountpoints} is not a committed layer, or the snapshot is not active`, {
+          hint: 'this is a bug in the snapshotter: report it with the log',
+        });
+      }
       const now = this.clock();
-      const id = BigInt(this.stmt.insert.run(ns, key, KIND_CODE[kind], parentRow?.id ?? null, now, now).lastInsertRowid);
+      const id = BigInt(this.stmt.insert.run(ns, key, KIND_CODE[kind], parentRow?.id ?? null, mountpoints, now, now).lastInsertRowid);
       this.writeLabels(id, checked);
-      return { id: Number(id), kind, parentIds: parentRow ? this.chain(parentRow.id) : [] };
+      return withMountpoints({ id: Number(id), kind, parentIds: parentRow ? this.chain(parentRow.id) : [] }, mountpoints);
     });
+  }
+
+  insertCommitted(ns: string, name: string, parent: string, layer: CommittedLayer, labels: Labels): Snapshot {
+    requireKey(name, ns);
+    const where = describe(ns, name);
+    const checked = checkLabels(labels, where);
+    return this.transaction(() => {
+      const parentRow = parent === '' ? undefined : this.committedParent(ns, parent, where);
+      if (this.stmt.byKey.get(ns, name)) {
+        throw new AlreadyExistsError(`${where} already exists`, { hint: 'remove it first or use another name' });
+      }
+      const now = this.clock();
+      const { size, inodes } = layer.usage;
+      const id = BigInt(
+        this.stmt.insertCommitted.run(ns, name, parentRow?.id ?? null, now, now, size, inodes, layer.rootHash, layer.chainId ?? null).lastInsertRowid,
+      );
+      this.writeLabels(id, checked);
+      this.writeImages(id, layer.images);
+      return { id: Number(id), kind: 'committed', parentIds: parentRow ? this.chain(parentRow.id) : [] };
+    });
+  }
+
+  findCommitted(ns: string, parent: string, label: { name: string; value: string }): string | undefined {
+    const parentId = parent === '' ? null : (this.stmt.byKey.get(ns, parent)?.id ?? -1n);
+    return this.stmt.committedByLabel.get(ns, parentId, label.name, label.value)?.key;
+  }
+
+  layerOrigin(ns: string, name: string): LayerOrigin {
+    const row = this.find(ns, name);
+    return {
+      id: Number(row.id),
+      chainId: this.stmt.chainIdOf.get(row.id)?.chain_id ?? undefined,
+      images: this.stmt.imagesOf.all(row.id).map((r) => r.image),
+    };
   }
 
   layerChain(ns: string, parent: string): number[] {
@@ -124,7 +194,7 @@ export class SqliteMetadataStore implements MetadataStore {
         hint: 'mount a committed snapshot through a View or Prepare on top of it',
       });
     }
-    return { id: Number(row.id), kind, parentIds: row.parent_id === null ? [] : this.chain(row.parent_id) };
+    return withMountpoints({ id: Number(row.id), kind, parentIds: row.parent_id === null ? [] : this.chain(row.parent_id) }, row.mountpoints_id);
   }
 
   getInfo(ns: string, key: string): { id: number; info: SnapshotInfo; usage: Usage } {
@@ -184,16 +254,17 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.transaction(() => {
       const row = this.committable(ns, key, name);
       const now = this.clock();
-      this.stmt.commit.run(name, now, now, layer.usage.size, layer.usage.inodes, layer.rootHash, row.id);
+      this.stmt.commit.run(name, now, now, layer.usage.size, layer.usage.inodes, layer.rootHash, layer.chainId ?? null, row.id);
       this.stmt.clearLabels.run(row.id);
       this.writeLabels(row.id, checked);
-      return { id: Number(row.id), kind: 'committed', parentIds: row.parent_id === null ? [] : this.chain(row.parent_id) };
+      this.writeImages(row.id, layer.images);
+      return withMountpoints({ id: Number(row.id), kind: 'committed', parentIds: row.parent_id === null ? [] : this.chain(row.parent_id) }, row.mountpoints_id);
     });
   }
 
   checkCommit(ns: string, key: string, name: string): Snapshot {
     const row = this.committable(ns, key, name);
-    return { id: Number(row.id), kind: 'active', parentIds: row.parent_id === null ? [] : this.chain(row.parent_id) };
+    return withMountpoints({ id: Number(row.id), kind: 'active', parentIds: row.parent_id === null ? [] : this.chain(row.parent_id) }, row.mountpoints_id);
   }
 
   remove(ns: string, key: string): Snapshot {
@@ -206,18 +277,29 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       const parentIds = row.parent_id === null ? [] : this.chain(row.parent_id);
       this.stmt.delete.run(row.id);
-      return { id: Number(row.id), kind: kindOf(row), parentIds };
+      return withMountpoints({ id: Number(row.id), kind: kindOf(row), parentIds }, row.mountpoints_id);
     });
   }
 
   listAll(): StoredSnapshot[] {
-    return this.stmt.all.all().map((row) => ({
-      id: Number(row.id),
-      namespace: row.namespace,
-      key: row.key,
-      kind: kindOf(row),
-      parentIds: row.parent_id === null ? [] : this.chain(row.parent_id),
-    }));
+    return this.stmt.all.all().map((row) =>
+      withMountpoints(
+        {
+          id: Number(row.id),
+          namespace: row.namespace,
+          key: row.key,
+          kind: kindOf(row),
+          parentIds: row.parent_id === null ? [] : this.chain(row.parent_id),
+        },
+        row.mountpoints_id,
+      ),
+    );
+  }
+
+  committedLayer(id: number): LayerRecord | undefined {
+    const row = this.stmt.committedLayer.get(BigInt(id));
+    if (!row) return undefined;
+    return { id, namespace: row.namespace, name: row.key, rootHash: row.root_hash, images: this.stmt.imagesOf.all(row.id).map((r) => r.image) };
   }
 
   close(): void {
@@ -273,6 +355,15 @@ export class SqliteMetadataStore implements MetadataStore {
   private writeLabels(id: bigint, labels: Labels): void {
     for (const [name, value] of Object.entries(labels)) this.stmt.insertLabel.run(id, name, value);
   }
+
+  private writeImages(id: bigint, images: readonly string[] = []): void {
+    for (const image of images) this.stmt.insertImage.run(id, image);
+  }
+}
+
+/** `s` with its mountpoints layer, when it has one (the key is absent otherwise). */
+function withMountpoints<T extends Snapshot>(s: T, mountpoints: bigint | null): T {
+  return mountpoints === null ? s : { ...s, mountpoints: Number(mountpoints) };
 }
 
 function describe(ns: string, key: string): string {

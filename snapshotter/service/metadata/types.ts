@@ -37,6 +37,11 @@ export interface Snapshot {
   id: number;
   kind: Kind;
   parentIds: number[];
+  /**
+   * A read-only active snapshot: the id of the mountpoints layer that sits
+   * above its parents in place of an upper dir. Absent otherwise.
+   */
+  mountpoints?: number;
 }
 
 /** An active snapshot or a view: a snapshot that has mounts. */
@@ -44,11 +49,41 @@ export interface MountableSnapshot extends Snapshot {
   kind: Exclude<Kind, 'committed'>;
 }
 
+/** The committed layers an active snapshot or view stands on, top first: its mountpoints layer, if any, then its parents. */
+export function layersBelow(s: Snapshot): number[] {
+  return s.mountpoints === undefined ? s.parentIds : [s.mountpoints, ...s.parentIds];
+}
+
 /** What Commit records about the layer it produced. */
 export interface CommittedLayer {
   usage: Usage;
   /** dm-verity root hash of layer.erofs (hex). */
   rootHash: string;
+  /** Built from a layer blob whose diff ID makes this OCI chain ID (checked). */
+  chainId?: string;
+  /** Images known to use the layer. */
+  images?: readonly string[];
+}
+
+/** Where a committed layer came from, as far as the snapshotter checked or was told. */
+export interface LayerOrigin {
+  id: number;
+  /** The chain ID checked when the layer was built from its blob; undefined for layers built from an upper dir. */
+  chainId: string | undefined;
+  /** Images recorded for the layer at pull time. */
+  images: string[];
+}
+
+/** A committed snapshot as mounting and checking its layer need it. */
+export interface LayerRecord {
+  id: number;
+  namespace: string;
+  /** The committed snapshot's name: containerd's chainID for image layers. */
+  name: string;
+  /** dm-verity root hash of layer.erofs recorded at Commit (hex). */
+  rootHash: string;
+  /** Images known to use the layer (recorded at pull). */
+  images: string[];
 }
 
 /** A snapshot in a namespace, as reconcile and Cleanup see the whole store. */

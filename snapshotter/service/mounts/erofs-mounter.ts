@@ -9,7 +9,7 @@ import { release } from 'node:os';
 import { attachLoop, loopStatus, mount, unmount } from '../../native/index.js';
 import { FailedPreconditionError, SystemCallError } from '../../core/errors.js';
 import type { MountBacking } from '../../core/config.js';
-import type { LayerMounter } from './manager.js';
+import type { LayerMounter, MountableLayer } from './manager.js';
 import { parseMountInfo, type MountInfoEntry } from './mountinfo.js';
 
 /** The first kernel whose EROFS mounts regular files (file-backed mounts). */
@@ -29,7 +29,7 @@ export class ErofsMounter implements LayerMounter {
     this.backing = backing === 'auto' ? (fileBacked ? 'file' : 'loop') : backing;
   }
 
-  async mount(image: string, target: string): Promise<void> {
+  async mount({ image }: MountableLayer, target: string): Promise<void> {
     if (this.backing === 'file') {
       await mount(image, target, 'erofs', ['MS_RDONLY', 'MS_NODEV', 'MS_NOSUID']);
       return;
@@ -61,7 +61,7 @@ export class ErofsMounter implements LayerMounter {
     return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
   }
 
-  async isMountOf(entry: MountInfoEntry, image: string): Promise<boolean> {
+  async isMountOf(entry: MountInfoEntry, { image }: MountableLayer): Promise<boolean> {
     if (entry.fsType !== 'erofs') return false;
     if (entry.source === image) return true;
     if (!/^\/dev\/loop[0-9]+$/.test(entry.source)) return false;

@@ -13,22 +13,39 @@ import type { Logger } from '../../core/log.js';
 import { KeyedLock } from '../keyed-lock.js';
 import type { MountInfoEntry } from './mountinfo.js';
 
+/** A committed layer, as mounting it needs it. */
+export interface MountableLayer {
+  id: number;
+  /** The EROFS image and its dm-verity hash tree. */
+  image: string;
+  hashTree: string;
+  /** The root hash the layer must have (the one recorded at conversion); an input, never read from disk. */
+  rootHash: string;
+  /** The snapshot's namespace and name (chainID), for logs and errors. */
+  namespace: string;
+  name: string;
+}
+
 /** The I/O the manager needs; tests without root stand in a fake. */
 export interface LayerMounter {
-  /** Mounts the EROFS image read-only on `target`, an existing empty directory. */
-  mount(image: string, target: string): Promise<void>;
+  /** Mounts the layer read-only on `target`, an existing empty directory. */
+  mount(layer: MountableLayer, target: string): Promise<void>;
   unmount(target: string): Promise<void>;
   /** The mount table of this process. */
   mounts(): Promise<MountInfoEntry[]>;
-  /** Whether a mount table entry is `image` mounted the way mount() does it. */
-  isMountOf(entry: MountInfoEntry, image: string): Promise<boolean>;
+  /** Whether a mount table entry is `layer` mounted the way mount() does it. */
+  isMountOf(entry: MountInfoEntry, layer: MountableLayer): Promise<boolean>;
+  /** Throws when a mounted layer must not get another user (its dm-verity device found corruption). */
+  check?(layer: MountableLayer, target: string): Promise<void>;
+  /** Drops what earlier mounts left behind and nothing uses (dm-verity devices). */
+  sweep?(): Promise<void>;
 }
 
 export interface MountManagerOptions {
   /** Parent of the mount points; short, see snapshot-mounts.ts. */
   dir: string;
-  /** The image file of a committed layer. */
-  imageOf(layer: number): string;
+  /** A committed layer by id. */
+  layerOf(layer: number): MountableLayer;
   mounter: LayerMounter;
   logger: Logger;
 }
@@ -40,7 +57,7 @@ interface LayerState {
 
 export class MountManager {
   readonly dir: string;
-  private readonly imageOf: (layer: number) => string;
+  private readonly layerOf: (layer: number) => MountableLayer;
   private readonly mounter: LayerMounter;
   private readonly logger: Logger;
   private readonly layers = new Map<number, LayerState>();
@@ -48,7 +65,7 @@ export class MountManager {
 
   constructor(options: MountManagerOptions) {
     this.dir = options.dir;
-    this.imageOf = options.imageOf;
+    this.layerOf = options.layerOf;
     this.mounter = options.mounter;
     this.logger = options.logger;
   }
@@ -69,7 +86,8 @@ export class MountManager {
       layers.map((layer) =>
         this.lock.run(String(layer), async () => {
           const state = this.state(layer);
-          if (!state.mounted) await this.mountLayer(layer);
+          if (state.mounted) await this.mounter.check?.(this.layerOf(layer), this.mountPoint(layer));
+          else await this.mountLayer(layer);
           state.refs++;
         }),
       ),
@@ -102,7 +120,7 @@ export class MountManager {
     );
   }
 
-  /** Unmounts what holds no reference but is still mounted (an unmount failed earlier). */
+  /** Unmounts what holds no reference but is still mounted (an unmount failed earlier); the mounter drops its leftovers. */
   async sweep(): Promise<void> {
     await Promise.all(
       [...this.layers.keys()].map((layer) =>
@@ -112,6 +130,7 @@ export class MountManager {
         }),
       ),
     );
+    await this.mounter.sweep?.();
   }
 
   /**
@@ -136,7 +155,7 @@ export class MountManager {
         continue;
       }
       const refs = needed.get(layer) ?? 0;
-      const right = refs > 0 && stack.length === 1 && (await this.mounter.isMountOf(stack[0]!, this.imageOf(layer)));
+      const right = refs > 0 && stack.length === 1 && (await this.mounter.isMountOf(stack[0]!, this.layerOf(layer)));
       if (right) {
         this.layers.set(layer, { refs, mounted: true });
         continue;
@@ -155,6 +174,7 @@ export class MountManager {
       }
     }
     await this.removeIdleMountPoints();
+    await this.mounter.sweep?.();
   }
 
   private state(layer: number): LayerState {
@@ -170,7 +190,7 @@ export class MountManager {
     const target = this.mountPoint(layer);
     await mkdir(target, { recursive: true, mode: 0o755 });
     try {
-      await this.mounter.mount(this.imageOf(layer), target);
+      await this.mounter.mount(this.layerOf(layer), target);
     } catch (err) {
       await rmdir(target).catch(() => undefined);
       throw err;

@@ -3,7 +3,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../../../snapshotter/core/errors.js';
-import { loadSnapshotterConfig, parseSnapshotterConfig, type ConfigOverrides } from '../../../snapshotter/core/config.js';
+import {
+  DEFAULT_CONTAINERD_ADDRESS,
+  DEFAULT_MOUNTPOINT_DIRS,
+  DEFAULT_MOUNTPOINT_FILES,
+  loadSnapshotterConfig,
+  parseSnapshotterConfig,
+  type ConfigOverrides,
+} from '../../../snapshotter/core/config.js';
+
+/** [rootfs] when the file says nothing (test/unit/core/config-rootfs.test.ts checks the table itself). */
+const DEFAULT_ROOTFS = { readOnly: 'protected', protectedImages: [], mountpointDirs: DEFAULT_MOUNTPOINT_DIRS, mountpointFiles: DEFAULT_MOUNTPOINT_FILES };
 
 test('defaults for everything', (t) => {
   const config = loadSnapshotterConfig(undefined);
@@ -12,6 +22,11 @@ test('defaults for everything', (t) => {
     address: '/run/containerd-integrity/snapshotter.sock',
     log: { level: 'info' },
     mounts: { dir: '/var/lib/containerd-integrity/m', backing: 'auto' },
+    verity: 'auto',
+    status: { intervalSeconds: 60 },
+    metrics: { address: '' },
+    containerdAddress: DEFAULT_CONTAINERD_ADDRESS,
+    rootfs: DEFAULT_ROOTFS,
   });
   t.true(Object.isFrozen(config));
   t.true(Object.isFrozen(config.mounts));
@@ -22,7 +37,17 @@ test('a full file is read, and the mount dir follows the root', (t) => {
     'root = "/srv/ci/"\naddress = "/run/ci.sock"\n[log]\nlevel = "debug"\n[mounts]\nbacking = "loop"\n',
     'test.toml',
   );
-  t.deepEqual(config, { root: '/srv/ci', address: '/run/ci.sock', log: { level: 'debug' }, mounts: { dir: '/srv/ci/m', backing: 'loop' } });
+  t.deepEqual(config, {
+    root: '/srv/ci',
+    address: '/run/ci.sock',
+    log: { level: 'debug' },
+    mounts: { dir: '/srv/ci/m', backing: 'loop' },
+    verity: 'auto',
+    status: { intervalSeconds: 60 },
+    metrics: { address: '' },
+    containerdAddress: DEFAULT_CONTAINERD_ADDRESS,
+    rootfs: DEFAULT_ROOTFS,
+  });
 });
 
 test('flags win over the file and are resolved from the working directory', (t) => {

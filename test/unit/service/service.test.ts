@@ -61,7 +61,22 @@ test('a request without namespace is FAILED_PRECONDITION, a malformed one INVALI
   const { client } = await serve(t);
   await code(t, call(client, 'Stat', { key: 'a' }, new grpc.Metadata()), grpc.status.FAILED_PRECONDITION, /namespace is required/);
   await code(t, call(client, 'Stat', { key: 'a' }, ns('bad namespace!')), grpc.status.INVALID_ARGUMENT, /not a valid containerd identifier/);
-  await code(t, list(client, [], new grpc.Metadata()), grpc.status.FAILED_PRECONDITION);
+  await code(t, list(client, [], ns('bad namespace!')), grpc.status.INVALID_ARGUMENT);
+});
+
+test("without the metadata (containerd 1.6 forwards it only from CRI): the namespace of containerd's backend key; List and Cleanup span all", async (t) => {
+  const { client } = await serve(t);
+  const none = new grpc.Metadata();
+  await call(client, 'Prepare', { key: 'k8s.io/1/a' }, ns('k8s.io'));
+  await call(client, 'Prepare', { key: 'default/1/a' }, none);
+  const info = await call<{ info: { name: string } }>(client, 'Stat', { key: 'default/1/a' }, none);
+  t.is(info.info.name, 'default/1/a');
+  await code(t, call(client, 'Stat', { key: 'k8s.io/1/a' }, ns('default')), grpc.status.NOT_FOUND, /in namespace "default" not found/);
+  const all = (await list(client, [], none)).flatMap((m) => m.info.map((i) => i.name));
+  t.deepEqual(all, ['default/1/a', 'k8s.io/1/a']);
+  await call(client, 'Cleanup', {}, none);
+  await call(client, 'Remove', { key: 'k8s.io/1/a' }, none);
+  t.deepEqual((await list(client, [], ns('k8s.io'))).flatMap((m) => m.info), []);
 });
 
 test('prepare, stat with nanosecond times, commit, view, remove over the wire', async (t) => {

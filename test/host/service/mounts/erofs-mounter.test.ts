@@ -15,6 +15,7 @@ import { ErofsMounter, kernelAtLeast } from '../../../../snapshotter/service/mou
 import { MountManager } from '../../../../snapshotter/service/mounts/manager.js';
 import { parseMountInfo } from '../../../../snapshotter/service/mounts/mountinfo.js';
 import { makeErofsImage, mkfsErofsMissing } from '../../../support/mkfs-erofs.js';
+import { fakeLayer } from '../../../support/snapshotter-fakes.js';
 
 function skipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (mount, loop devices)';
@@ -49,7 +50,7 @@ async function setup(t: ExecutionContext, backing: 'loop' | 'file') {
   const mountDir = join(dir, 'm');
   mkdirSync(mountDir);
   const manager = () =>
-    new MountManager({ dir: mountDir, imageOf: (id) => images.get(id)!, mounter: new ErofsMounter(backing), logger: silentLogger });
+    new MountManager({ dir: mountDir, layerOf: (id) => fakeLayer(id, images.get(id)!), mounter: new ErofsMounter(backing), logger: silentLogger });
   return { dir, mountDir, manager };
 }
 
@@ -96,7 +97,7 @@ for (const backing of backings) {
   const { dir, mountDir, manager } = await setup(t, 'loop');
   const swapped = new MountManager({
     dir: mountDir,
-    imageOf: () => join(dir, '2.erofs'),
+    layerOf: (id) => fakeLayer(id, join(dir, '2.erofs')),
     mounter: new ErofsMounter('loop'),
     logger: silentLogger,
   });

@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../../../snapshotter/core/log.js';
 import { MountManager } from '../../../../snapshotter/service/mounts/manager.js';
-import { FakeMounter } from '../../../support/snapshotter-fakes.js';
+import { FakeMounter, fakeLayer } from '../../../support/snapshotter-fakes.js';
 
 function setup(t: ExecutionContext) {
   const dir = mkdtempSync(join(tmpdir(), 'mounts-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const mounter = new FakeMounter();
-  const manager = new MountManager({ dir, imageOf: (id) => `/layers/${id}.erofs`, mounter, logger: silentLogger });
+  const manager = new MountManager({ dir, layerOf: (id) => fakeLayer(id), mounter, logger: silentLogger });
   return { dir, mounter, manager };
 }
 

@@ -1,0 +1,40 @@
+/**
+ * A Snapshotter with the pull path and the rootfs policy over fake containerd
+ * services (containerd-fakes.ts), fake layers and fake mounts: what the
+ * unit tests of the fast path, Commit from the blob and read-only roots use.
+ */
+import type { ExecutionContext } from 'ava';
+import { wallClock } from '../../snapshotter/core/clock.js';
+import type { ReadOnlyMode } from '../../snapshotter/core/config.js';
+import { silentLogger } from '../../snapshotter/core/log.js';
+import { ImagePatterns } from '../../snapshotter/policy/image-patterns.js';
+import { ImageLayers } from '../../snapshotter/service/containerd/image-layers.js';
+import { LayerBlobs } from '../../snapshotter/service/pull/layer-blobs.js';
+import { RootfsPolicy } from '../../snapshotter/service/rootfs/policy.js';
+import { FakeContent, FakeImages } from './containerd-fakes.js';
+import { fakeSnapshotter, type FakeSnapshotter } from './snapshotter-fakes.js';
+
+export interface PullFakes {
+  f: FakeSnapshotter;
+  content: FakeContent;
+  images: FakeImages;
+}
+
+export const TEST_MOUNTPOINTS = { dirs: ['/proc', '/dev', '/tmp'], files: ['/etc/hosts', '/etc/resolv.conf'] };
+
+export async function pullFakes(t: ExecutionContext, rootfs: { mode?: ReadOnlyMode; protect?: string[] } = {}): Promise<PullFakes> {
+  const content = new FakeContent();
+  const images = new FakeImages();
+  const imageLayers = new ImageLayers(content, images, silentLogger);
+  const blobs = new LayerBlobs({ content, imageLayers, logger: silentLogger, pollMs: 5, stallMs: 200 });
+  const policy = new RootfsPolicy({
+    mode: rootfs.mode ?? 'protected',
+    patterns: new ImagePatterns(rootfs.protect ?? []),
+    imageLayers,
+    mountpoints: TEST_MOUNTPOINTS,
+    logger: silentLogger,
+  });
+  const f = await fakeSnapshotter(wallClock(), { blobs, rootfs: policy });
+  t.teardown(() => f.dispose());
+  return { f, content, images };
+}

@@ -1,0 +1,136 @@
+/**
+ * The pull path of the snapshotter with fake containerd services: the fast
+ * path (convert at Prepare, ALREADY_EXISTS), the writable path and Commit
+ * from the blob, and the checks that keep a wrong blob out.
+ */
+import test from 'ava';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AlreadyExistsError, IntegrityViolationError } from '../../../snapshotter/core/errors.js';
+import { CRI_IMAGE_REF_LABEL, CRI_LAYER_DIGEST_LABEL, SNAPSHOT_REF_LABEL } from '../../../snapshotter/service/pull/source.js';
+import { addImage, digestOf } from '../../support/containerd-fakes.js';
+import { pullFakes } from '../../support/pull-fakes.js';
+import { fakeLayerContents } from '../../support/snapshotter-fakes.js';
+
+const NS = 'k8s.io';
+const LAYERS = [Buffer.from('layer one'), Buffer.from('layer two')];
+
+/** The labels containerd's unpacker and CRI put on the Prepare of layer `i`. */
+function criLabels(chainId: string, digest: string, image = 'r/app:1') {
+  return { [SNAPSHOT_REF_LABEL]: chainId, [CRI_LAYER_DIGEST_LABEL]: digest, [CRI_IMAGE_REF_LABEL]: image, 'containerd.io/snapshot/other': 'x' };
+}
+
+const unpackKey = (seq: number, chainId: string) => `${NS}/${seq}/extract-${seq}-abc ${chainId}`;
+
+test('fast path: the blob is converted at Prepare, committed under the chain ID with the labels, ALREADY_EXISTS', async (t) => {
+  const { f, content, images } = await pullFakes(t);
+  const img = addImage(content, images, NS, 'r/app:1', LAYERS);
+  images.records.set(NS, []); // a CRI pull creates the image record only after the unpack
+  const [c1, c2] = img.chainIds as [string, string];
+  const labels1 = criLabels(c1, img.layers[0]!);
+  await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(1, c1), '', labels1), { instanceOf: AlreadyExistsError, message: new RegExp(c1) });
+  // Named like containerd names committed layers in its backend: <namespace>/<sequence>/<chain ID>.
+  const name1 = `${NS}/1/${c1}`;
+  const info = f.snapshotter.stat(NS, name1);
+  t.like(info, { kind: 'committed', parent: '', labels: labels1 });
+  t.deepEqual(f.store.layerOrigin(NS, name1), { id: f.store.getInfo(NS, name1).id, chainId: c1, images: ['r/app:1'] });
+  t.deepEqual(await fakeLayerContents(f.layout.snapshot(f.store.getInfo(NS, name1).id)), [`blob ${img.layers[0]}`]);
+
+  await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(2, c2), name1, criLabels(c2, img.layers[1]!)), { instanceOf: AlreadyExistsError });
+  const name2 = `${NS}/2/${c2}`;
+  t.is(f.snapshotter.stat(NS, name2).parent, name1);
+  t.is(f.store.layerOrigin(NS, name2).chainId, c2, 'the chain was checked against the parent');
+  // What containerd's metadata layer looks for after ALREADY_EXISTS:
+  t.deepEqual(f.snapshotter.list(NS, [`labels."containerd.io/snapshot.ref"==${c2},parent=="${name1}"`]).map((i) => i.name), [name2]);
+  t.is(f.layers.blobCommits, 2);
+  t.deepEqual(f.snapshotter.list(NS, ['kind==active']), [], 'no active snapshot was ever made');
+  t.deepEqual(f.mounter.calls, [], 'nothing was mounted');
+});
+
+test('concurrent Prepares of one layer convert it once; all answer ALREADY_EXISTS', async (t) => {
+  const { f, content, images } = await pullFakes(t);
+  const img = addImage(content, images, NS, 'r/app:1', LAYERS.slice(0, 1));
+  const c1 = img.chainIds[0]!;
+  const results = await Promise.allSettled([1, 2, 3].map((i) => f.snapshotter.prepare(NS, unpackKey(i, c1), '', criLabels(c1, img.layers[0]!))));
+  t.true(results.every((r) => r.status === 'rejected' && r.reason instanceof AlreadyExistsError));
+  t.is(f.layers.blobCommits, 1);
+  t.deepEqual(f.snapshotter.list(NS, []).map((i) => i.name.endsWith(`/${c1}`)), [true]);
+});
+
+test('no blob yet: the writable path; Commit then builds the layer from the blob, not from the upper dir', async (t) => {
+  const { f, content } = await pullFakes(t);
+  const digest = digestOf(LAYERS[0]!);
+  const labels = criLabels(digest, digest);
+  const key = unpackKey(1, digest);
+  const mounts = await f.snapshotter.prepare(NS, key, '', labels);
+  t.is(mounts[0]!.type, 'bind');
+  const { id } = f.store.getInfo(NS, key);
+  await writeFile(join(f.layout.upper(id), 'applied-by-containerd'), 'x');
+  content.add(NS, LAYERS[0]!); // containerd fetched it before applying
+  await f.snapshotter.commit(NS, `${NS}/2/${digest}`, key, labels);
+  t.deepEqual(await fakeLayerContents(f.layout.snapshot(id)), [`blob ${digest}`]);
+  t.is(f.store.layerOrigin(NS, `${NS}/2/${digest}`).chainId, digest);
+  t.deepEqual(await readdir(f.layout.snapshot(id)), ['layer.erofs', 'layer.verity'], 'the upper dir is gone');
+});
+
+test('ctr import (no labels): the writable path, Commit resolves the chain ID through the images and converts the blob', async (t) => {
+  const { f, content, images } = await pullFakes(t);
+  const img = addImage(content, images, 'default', 'docker.io/r/app:1', LAYERS);
+  const [c1, c2] = img.chainIds as [string, string];
+  let parent = '';
+  for (const [i, chainId] of [c1, c2].entries()) {
+    const key = `default/${10 + i}/extract-${i}-xyz ${chainId}`;
+    await f.snapshotter.prepare('default', key, parent, {});
+    const name = `default/${20 + i}/${chainId}`;
+    await f.snapshotter.commit('default', name, key, {});
+    t.deepEqual(await fakeLayerContents(f.layout.snapshot(f.store.getInfo('default', name).id)), [`blob ${img.layers[i]}`]);
+    t.deepEqual(f.store.layerOrigin('default', name).images, ['docker.io/r/app:1']);
+    t.is(f.store.layerOrigin('default', name).chainId, chainId);
+    parent = name;
+  }
+});
+
+test('a chain ID no image knows and no label names: the layer is built from the upper dir', async (t) => {
+  const { f } = await pullFakes(t);
+  const chainId = digestOf(Buffer.from('unknown'));
+  const key = `default/1/extract-1-a ${chainId}`;
+  await f.snapshotter.prepare('default', key, '', {});
+  await writeFile(join(f.layout.upper(f.store.getInfo('default', key).id), 'file'), 'x');
+  await f.snapshotter.commit('default', `default/2/${chainId}`, key, {});
+  t.deepEqual(await fakeLayerContents(f.layout.snapshot(f.store.getInfo('default', `default/2/${chainId}`).id)), ['file']);
+  t.is(f.store.layerOrigin('default', `default/2/${chainId}`).chainId, undefined);
+  t.is(f.layers.blobCommits, 0);
+});
+
+test("a blob that does not make the chain containerd asked for is refused and nothing is committed", async (t) => {
+  const { f, content } = await pullFakes(t);
+  const digest = content.add(NS, LAYERS[0]!);
+  const wrongChain = digestOf(Buffer.from('another layer'));
+  const err = await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(1, wrongChain), '', criLabels(wrongChain, digest)), {
+    instanceOf: IntegrityViolationError,
+  });
+  t.regex(err!.message, new RegExp(`${digest}.*not ${wrongChain}`));
+  t.deepEqual(f.snapshotter.list(NS, []), []);
+  t.deepEqual(await readdir(f.layout.snapshots), []);
+});
+
+test('a blob whose bytes do not match its digest is refused', async (t) => {
+  const { f, content } = await pullFakes(t);
+  const digest = content.add(NS, LAYERS[0]!);
+  content.blobs.get(NS)!.set(digest, Buffer.from('tampered'));
+  await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(1, digest), '', criLabels(digest, digest)), { instanceOf: IntegrityViolationError });
+  t.deepEqual(f.snapshotter.list(NS, []), []);
+});
+
+test('containerd down: unpacks take the writable path and commit from the upper dir', async (t) => {
+  const { f, content, images } = await pullFakes(t);
+  const img = addImage(content, images, NS, 'r/app:1', LAYERS.slice(0, 1));
+  content.down = true;
+  images.down = true;
+  const c1 = img.chainIds[0]!;
+  const key = unpackKey(1, c1);
+  await f.snapshotter.prepare(NS, key, '', criLabels(c1, img.layers[0]!));
+  await f.snapshotter.commit(NS, `${NS}/2/${c1}`, key, criLabels(c1, img.layers[0]!));
+  t.is(f.layers.blobCommits, 0);
+  t.deepEqual(f.store.layerOrigin(NS, `${NS}/2/${c1}`).images, ['r/app:1'], 'the image CRI named is recorded all the same');
+});
