@@ -109,7 +109,9 @@ serial('CRI runs a host-network pod and a container to its exit, with status and
       t.is(run.status.reason, 'Error');
       t.is(run.status.image?.image, IMPORTED);
       t.regex(run.status.image_ref, /^sha256:[0-9a-f]{64}$/);
-      t.true(BigInt(run.status.finished_at) >= BigInt(run.status.started_at) && BigInt(run.status.started_at) > 0n);
+      // CRI stamps started_at after the task's Start returns, and a container this quick may
+      // already have exited by then (its finished_at comes from the shim), so only both being set is certain.
+      t.true(BigInt(run.status.started_at) > 0n && BigInt(run.status.finished_at) > 0n);
       t.is(streamText(run.log, 'stdout'), 'out hello\nkept\n');
       t.is(streamText(run.log, 'stderr'), 'err\n');
     } finally {
