@@ -5,7 +5,7 @@
  */
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { commands } from './commands.js';
+import { loadCommands } from './commands.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -15,6 +15,6 @@ const program = new Command('integrityctl')
   .showHelpAfterError()
   .enablePositionalOptions();
 
-for (const register of commands) register(program);
+for (const register of await loadCommands(process.argv.slice(2))) register(program);
 
 await program.parseAsync(process.argv);

@@ -2,13 +2,13 @@
  * integrityctl commands run inside the test process: the binary's command
  * registry, option parsing, actions and error reporting, with stdout, stderr
  * and the exit status the binary would have, but without starting node for
- * every call. Loading the whole CLI costs ~1 s on the host and ~10 s in the
- * TCG VM (mostly @peculiar/x509 and grpc), so VM guest programs load it once.
+ * every call: starting node and loading a command costs seconds in the TCG
+ * VM, so VM guest programs pay it once.
  * Calls run one at a time: output is captured by swapping process.stdout and
  * process.stderr writes.
  */
 import { Command, CommanderError } from 'commander';
-import { commands } from '../../snapshotter/cli/commands.js';
+import { loadCommands } from '../../snapshotter/cli/commands.js';
 
 export interface CliResult {
   /** What the process would exit with. */
@@ -29,7 +29,7 @@ export function runCli(args: readonly string[]): Promise<CliResult> {
 async function runOnce(args: readonly string[]): Promise<CliResult> {
   // The same settings as snapshotter/cli/main.ts, plus no process.exit on usage errors.
   const program = new Command('integrityctl').showHelpAfterError().enablePositionalOptions().exitOverride();
-  for (const register of commands) register(program);
+  for (const register of await loadCommands(args)) register(program);
   let stdout = '';
   let stderr = '';
   program.configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
