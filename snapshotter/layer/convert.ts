@@ -65,11 +65,7 @@ export async function convertLayer(input: LayerInput, options: ConvertOptions): 
 }
 
 async function parseLayer(input: LayerInput, spill: DataSpill, options: ConvertOptions) {
-  const builder = new ErofsBuilder({
-    buildTime: options.buildTime ?? DELIVERY_KIT_BUILD_TIME,
-    spill,
-    ...(options.onWarning ? { onWarning: options.onWarning } : {}),
-  });
+  const builder = new ErofsBuilder({ buildTime: options.buildTime ?? DELIVERY_KIT_BUILD_TIME, spill });
   const warn = options.onWarning;
   const parser = new TarParser(builder, {
     onVolumeLabel: (label) => builder.volumeLabel(label),

@@ -131,7 +131,7 @@ export class LayerTree {
   private readonly aufs = true;
 
   /** erofs_rebuild_make_root: mode 0777, owned by root. */
-  constructor(private readonly warn: (message: string) => void = () => {}) {
+  constructor() {
     this.root = new Inode();
     this.root.mode = S_IFDIR | 0o777;
     initEmptyDir(this.root);
@@ -214,9 +214,9 @@ export class LayerTree {
       }
       inode.nlink = u32(inode.nlink + 1);
     } else if (inode.nlink === 0) {
-      if (inode.dir) {
-        this.warn(`directory ${JSON.stringify(displayName(entry.path))} gets a second "." and ".." entry, as mkfs.erofs 1.8.10 writes it (its subdirectories were replaced earlier in the layer)`);
-      }
+      // 1.8.10 counts a directory's links down as its subdirectories are replaced and, listed
+      // again at zero, gives it a second '.' and '..'; fsck.erofs calls that image corrupt.
+      if (inode.dir) fail('a directory is listed again after its subdirectories were replaced', 'write each path once per layer');
       initEmptyDir(inode);
     }
     inode.xattrs.push(...entry.xattrs);

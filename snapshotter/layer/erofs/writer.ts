@@ -25,7 +25,6 @@ const VOLUME_NAME_SIZE = 16;
 export interface ErofsBuilderOptions {
   buildTime?: number;
   spill: DataSpill;
-  onWarning?: (msg: string) => void;
 }
 
 export class ErofsBuilder implements TarSink {
@@ -40,7 +39,7 @@ export class ErofsBuilder implements TarSink {
   constructor(options: ErofsBuilderOptions) {
     this.spill = options.spill;
     this.buildTime = options.buildTime ?? DELIVERY_KIT_BUILD_TIME;
-    this.tree = new LayerTree(options.onWarning);
+    this.tree = new LayerTree();
   }
 
   entry(entry: TarEntry): void {

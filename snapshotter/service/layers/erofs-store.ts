@@ -31,7 +31,7 @@ export class ErofsLayerStore implements LayerStore {
     const log = this.options.logger.child({ layerDir });
     const spill = DataSpill.create(layerDir);
     try {
-      const builder = new ErofsBuilder({ spill, onWarning: (message) => log.warn({ sourceDir }, message) });
+      const builder = new ErofsBuilder({ spill });
       const walk = await feedDirectory(sourceDir, builder, this.options.xattrs);
       builder.end();
       const image = join(layerDir, LAYER_IMAGE);

@@ -186,7 +186,6 @@ const bytes = (n: number, v = 1) => new Uint8Array(n).fill(v);
 
 const cornerCases: Record<string, TarMember[]> = {
   'a whiteout directory entry over a directory keeps its permission bits': [d('x', { mode: 0o750 }), f('x/f', 5), d('x/sub'), d('.wh.x', { uid: 4 })],
-  'a directory re-listed after its link count ran down gets two "." and ".." entries': [d('p'), d('p/a'), d('p/b'), f('p/a'), f('p/b'), d('p', { mode: 0o700 })],
   'the root link count wraps below zero: the root inode turns extended': [d('a'), d('b'), d('c'), f('a'), f('b'), f('c'), d('.', { mode: 0o711 })],
   'two opaque markers give two opaque xattrs': [d('o'), f('o/.wh..wh..opq'), f('o/.wh..wh..opq'), f('o/.wh.x')],
   'an empty symlink target': [s('e', 0)],
@@ -243,6 +242,7 @@ const refusals: Array<[title: string, layer: TarMember[], reference: 'fails' | '
   ['an opaque marker at the root', [f('.wh..wh..opq')], 'fails'],
   // The reference accepts these, with results we do not want to reproduce:
   ['directory → file → directory', [d('d'), f('d'), d('d')], 'accepts'],
+  ['a directory re-listed after its link count ran down (the reference writes a second "." and "..", fsck calls it corrupt)', [d('p'), d('p/a'), d('p/b'), f('p/a'), f('p/b'), d('p', { mode: 0o700 })], 'accepts'],
   ['an opaque marker with data (the reference misreads the rest of the archive)', [d('o'), f('o/.wh..wh..opq', 100), f('o/after', 3)], 'accepts'],
   ['a hard link from another directory replaced by a directory (wrong "..")', [f('a/f'), l('b/h', 'a/f'), d('b/h')], 'accepts'],
   ['an absolute path (the reference drops the "/")', [f('/etc/passwd', 3)], 'accepts'],
