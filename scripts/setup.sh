@@ -23,12 +23,13 @@ fi
 # oracle the tests compare our dm-verity trees with), skopeo/umoci handle OCI
 # layouts. Tests: qemu + Debian's kernel + busybox-static for the VM suite,
 # Go and containerd's sources for containerd's snapshotter conformance suite.
+# GNU time: peak RSS in bench/convert.ts.
 packages=(
   ca-certificates tar gzip zstd kmod cpio attr util-linux
   containerd runc erofs-utils cryptsetup-bin skopeo umoci docker-registry
   qemu-system-x86 linux-image-amd64 busybox-static
   golang-go golang-github-containerd-containerd-dev
-  python3 make g++ systemd
+  python3 make g++ systemd time
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -42,7 +42,13 @@ export class AtomicFile {
     fsyncSync(this.fd);
     closeSync(this.fd);
     this.open = false;
-    renameSync(this.tempPath, this.path);
+    try {
+      renameSync(this.tempPath, this.path);
+    } catch (err) {
+      // e.g. the target is a directory: abort() can no longer see the temporary, so drop it here.
+      unlinkSync(this.tempPath);
+      throw err;
+    }
     syncDirectory(dirname(this.path));
   }
 

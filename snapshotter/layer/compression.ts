@@ -91,7 +91,9 @@ async function* gunzip(compressed: AsyncIterable<Uint8Array>): AsyncGenerator<Ui
       throw error;
     }
   }
-  const inflate = createGunzip({ chunkSize: 64 * 1024 });
+  // Each output chunk is one round trip between zlib's thread and ours; 1 MiB
+  // chunks keep inflating and parsing overlapped (64 KiB cost ~10% more time).
+  const inflate = createGunzip({ chunkSize: 1 << 20 });
   const feeding = pipeline(Readable.from(counted()), inflate);
   feeding.catch(() => {}); // its errors surface through the iteration below
   try {

@@ -330,7 +330,7 @@ export class TarParser {
     if (value < BigInt(min) || value > BigInt(max)) {
       throw new LayerFormatError(`tar header ${name} ${value} is outside ${min}..${max}`, {
         entry: displayName(where.entry), offset: where.offset,
-      });
+      }, { hint: 'the layer tar is damaged, or its writer stored a value no Linux file system can hold' });
     }
     return Number(value);
   }
