@@ -1,13 +1,15 @@
 /**
  * Runs one program in the VM by hand, for writing and debugging guest programs:
  *
- *   node dist/test/vm/support/run.js [--env NAME=value]... [--timeout ms] [--cpus n] -- /usr/bin/node dist/test/vm/guest/x.js args...
+ *   node dist/test/vm/support/run.js [--env NAME=value]... [--timeout ms] [--cpus n] [--quiet] -- /usr/bin/node dist/test/vm/guest/x.js args...
  *
  * The program runs in the current directory, so relative paths work as on
  * the host. Prints the program's output, then the console log and where the
  * run's files are (kept: remove the run dir when done), and exits with the
- * program's status.
+ * program's status. `--quiet` prints only the program's output and removes
+ * the run dir when the program succeeded (the demo uses it).
  */
+import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { runInVm, VmRunError } from './qemu.js';
 
@@ -18,6 +20,7 @@ const { values, positionals } = parseArgs({
     timeout: { type: 'string' },
     cpus: { type: 'string' },
     memory: { type: 'string' },
+    quiet: { type: 'boolean', default: false },
   },
 });
 
@@ -39,10 +42,14 @@ try {
     ...(values.memory ? { memoryMiB: Number(values.memory) } : {}),
   });
   process.stdout.write(result.output);
-  process.stderr.write(`--- console ---\n${result.console}\n`);
-  process.stderr.write(
-    `--- exit status ${result.exitCode}, boot ${Math.round(result.bootMs)} ms, total ${Math.round(result.totalMs)} ms, files in ${result.runDir}\n`,
-  );
+  if (values.quiet && result.exitCode === 0) {
+    rmSync(result.runDir, { recursive: true, force: true });
+  } else {
+    process.stderr.write(`--- console ---\n${result.console}\n`);
+    process.stderr.write(
+      `--- exit status ${result.exitCode}, boot ${Math.round(result.bootMs)} ms, total ${Math.round(result.totalMs)} ms, files in ${result.runDir}\n`,
+    );
+  }
   process.exitCode = result.exitCode;
 } catch (err) {
   if (err instanceof VmRunError) process.stderr.write(`${err.output}\n${err.describe()}\n`);
