@@ -1,6 +1,7 @@
 /**
- * A one-line progress bar on stderr, drawn only when stderr is a terminal (so
- * logs and pipes stay clean), redrawn at most every 100 ms.
+ * A one-line progress bar on stderr, redrawn at most every 100 ms, drawn only
+ * when a person is watching: stdout and stderr both terminals. A command whose
+ * output goes to a file or a pipe, or whose stderr is logged, shows none.
  */
 export interface Progress {
   /** `done` of `total` units (bytes); total may change between calls. */
@@ -12,8 +13,12 @@ export interface Progress {
 const WIDTH = 30;
 const INTERVAL_MS = 100;
 
-export function createProgress(label: string, stream: NodeJS.WriteStream = process.stderr): Progress {
-  if (!stream.isTTY) return { update() {}, finish() {} };
+export function createProgress(
+  label: string,
+  stream: NodeJS.WriteStream = process.stderr,
+  stdoutIsTerminal: boolean = process.stdout.isTTY === true,
+): Progress {
+  if (!stream.isTTY || !stdoutIsTerminal) return { update() {}, finish() {} };
   let last = 0;
   let drawn = false;
   return {

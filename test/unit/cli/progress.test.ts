@@ -8,7 +8,7 @@ function fakeStream(isTTY: boolean) {
 
 test('draws a bar on a terminal and clears it when finished', (t) => {
   const { writes, stream } = fakeStream(true);
-  const progress = createProgress('sealing', stream);
+  const progress = createProgress('sealing', stream, true);
   progress.update(512 * 1024, 1024 * 1024);
   progress.update(1024 * 1024, 1024 * 1024); // the last update is always drawn
   progress.finish();
@@ -20,7 +20,15 @@ test('draws a bar on a terminal and clears it when finished', (t) => {
 
 test('draws nothing when stderr is not a terminal', (t) => {
   const { writes, stream } = fakeStream(false);
-  const progress = createProgress('sealing', stream);
+  const progress = createProgress('sealing', stream, true);
+  progress.update(1, 2);
+  progress.finish();
+  t.deepEqual(writes, []);
+});
+
+test('draws nothing when stdout is not a terminal (output redirected)', (t) => {
+  const { writes, stream } = fakeStream(true);
+  const progress = createProgress('converting', stream, false);
   progress.update(1, 2);
   progress.finish();
   t.deepEqual(writes, []);
