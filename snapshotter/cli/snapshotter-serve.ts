@@ -30,6 +30,7 @@ Register it in containerd 1.6 (/etc/containerd/config.toml, version = 2):
 
 and for CRI: [plugins."io.containerd.grpc.v1.cri".containerd] snapshotter = "integrity".
 Runs as root: it mounts layer images. Logs are JSON lines on stderr.
+SIGHUP reloads the trust roots (signatures.trust_dirs); SIGTERM/SIGINT stop it.
 
 Examples:
   integrityctl snapshotter serve
@@ -41,6 +42,11 @@ Examples:
         const config = loadSnapshotterConfig(options.config, { root: options.root, address: options.address });
         const logger = createLogger('snapshotter', { level: config.log.level });
         const daemon = await startSnapshotterDaemon(config, logger);
+        // Node's default for SIGHUP is to exit: the daemon reloads its trust roots instead.
+        process.on('SIGHUP', () => {
+          logger.info({ signal: 'SIGHUP' }, 'reloading the trust roots');
+          void daemon.reloadTrustRoots();
+        });
         const signal = await new Promise<NodeJS.Signals>((resolve) => {
           for (const name of ['SIGTERM', 'SIGINT'] as const) process.once(name, () => resolve(name));
         });

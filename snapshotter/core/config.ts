@@ -78,6 +78,13 @@ export interface SnapshotterConfig {
     /** `host:port` serving Prometheus `/metrics`; '' = no listener. */
     readonly address: string;
   };
+  /** Signed images on the node (docs/signatures.md, "On the node"). */
+  readonly signatures: {
+    /** Image-name patterns whose layers are refused unless their manifest is signed and verifies. */
+    readonly requiredImages: readonly string[];
+    /** Trust root files or directories; undefined = the package's trust.d and /etc/containerd-integrity/trust.d. */
+    readonly trustDirs: readonly string[] | undefined;
+  };
 }
 
 export const DEFAULT_ROOT = '/var/lib/containerd-integrity';
@@ -127,6 +134,11 @@ export function parseSnapshotterConfig(text: string, source: string, overrides: 
   const intervalSeconds = top.table('status').wholeNumber('interval_seconds', 60, 0, 86_400);
   const metricsAddress = top.table('metrics').listenAddress('address', '');
   const containerdAddress = top.path('containerd_address', DEFAULT_CONTAINERD_ADDRESS);
+  const signaturesTable = top.table('signatures');
+  const signatures = {
+    requiredImages: signaturesTable.imagePatterns('required_images'),
+    trustDirs: signaturesTable.optionalPathList('trust_dirs'),
+  };
   const rootfsTable = top.table('rootfs');
   const rootfs = {
     readOnly: rootfsTable.oneOf('read_only', READ_ONLY_MODES, 'protected'),
@@ -146,6 +158,7 @@ export function parseSnapshotterConfig(text: string, source: string, overrides: 
     metrics: { address: metricsAddress },
     containerdAddress,
     rootfs,
+    signatures,
   };
   checkConflicts(config, source);
   return deepFreeze(config);
@@ -252,6 +265,13 @@ class Table {
       });
     }
     return values;
+  }
+
+  /** pathList() whose absence is told apart from an empty list: undefined when the key is absent. */
+  optionalPathList(key: string): string[] | undefined {
+    if (this.values[key] !== undefined) return this.pathList(key, []);
+    this.take(key);
+    return undefined;
   }
 
   /** An array of absolute paths, normalized, without duplicates. */

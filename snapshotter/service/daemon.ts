@@ -16,8 +16,9 @@ import { ErofsLayerStore } from './layers/erofs-store.js';
 import { readXattrs } from './layers/xattrs.js';
 import { RootLayout } from './layout.js';
 import { SqliteMetadataStore } from './metadata/sqlite.js';
+import { lockRoot } from './root-lock.js';
 import { ErofsMounter } from './mounts/erofs-mounter.js';
-import { MountManager } from './mounts/manager.js';
+import { LAYER_IDLE_GRACE_MS, MountManager } from './mounts/manager.js';
 import { mountableLayer } from './mounts/mountable-layer.js';
 import { probeVerity } from './mounts/verity-device.js';
 import { snapshotterScope } from './mounts/verity-identity.js';
@@ -26,6 +27,7 @@ import { StatusMetrics } from './status/metrics.js';
 import { startStatusMonitor, type StatusMonitor } from './status/monitor.js';
 import { loadSnapshotsService, snapshotsHandlers } from './service.js';
 import { Snapshotter } from './snapshotter.js';
+import { loadDaemonTrustRoots } from './trust/roots.js';
 
 export interface RunningDaemon {
   readonly address: string;
@@ -33,13 +35,21 @@ export interface RunningDaemon {
   readonly metricsAddress: string | undefined;
   /** Stops serving and closes the database. Layer mounts stay: containers use them, and start-up adopts them. */
   close(): Promise<void>;
+  /** Reads signatures.trust_dirs again (SIGHUP); if that fails, the roots loaded before stay and the error is logged. */
+  reloadTrustRoots(): Promise<void>;
 }
 
 export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: Logger): Promise<RunningDaemon> {
   const layout = new RootLayout(config.root);
   await mkdir(config.root, { recursive: true, mode: 0o711 });
   // Before anything touches the root: start-up cleanup would disturb a live daemon.
-  await claimSocket(config.address);
+  const lock = lockRoot(layout.lock, config.root);
+  try {
+    await claimSocket(config.address);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   const store = new SqliteMetadataStore(layout.database, { clock: wallClock() });
   let monitor: StatusMonitor | undefined;
   let closeContainerd = () => {};
@@ -57,11 +67,12 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
       logger,
       onRefusal: (reason) => metrics.refused(reason),
     });
-    const mounts = new MountManager({ dir: config.mounts.dir, layerOf: (id) => mountableLayer(layout, store, id), mounter, logger });
+    const mounts = new MountManager({ dir: config.mounts.dir, layerOf: (id) => mountableLayer(layout, store, id), mounter, logger, idleGraceMs: LAYER_IDLE_GRACE_MS });
     const layers = new ErofsLayerStore({ xattrs: readXattrs, logger });
-    const containerd = containerdSeams(config, logger);
+    const trustRoots = await loadDaemonTrustRoots(config.signatures.trustDirs, logger);
+    const containerd = containerdSeams(config, logger, { trustRoots, onRefusal: (reason) => metrics.refused(reason) });
     closeContainerd = containerd.close;
-    const snapshotter = new Snapshotter({ layout, store, layers, mounts, logger, blobs: containerd.blobs, rootfs: containerd.rootfs });
+    const snapshotter = new Snapshotter({ layout, store, layers, mounts, logger, blobs: containerd.blobs, rootfs: containerd.rootfs, trust: containerd.trust });
     await snapshotter.start();
     monitor = await startStatusMonitor({ config, layout, store, scope, verity, verityInUse: mounter.verity, metrics, logger });
 
@@ -91,17 +102,27 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
       metricsAddress: running.metricsAddress,
       close: async () => {
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        await snapshotter.close();
         await running.close();
         closeContainerd();
         store.close();
         await unlink(config.address).catch(() => undefined);
+        lock.release();
         logger.info('snapshotter stopped');
+      },
+      reloadTrustRoots: async () => {
+        try {
+          containerd.trust.setTrustRoots(await loadDaemonTrustRoots(config.signatures.trustDirs, logger));
+        } catch (err) {
+          logger.error({ err }, 'cannot reload the trust roots; the ones loaded before stay in use');
+        }
       },
     };
   } catch (err) {
     closeContainerd();
     await monitor?.close();
     store.close();
+    lock.release();
     throw err;
   }
 }

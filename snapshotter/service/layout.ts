@@ -2,13 +2,16 @@
  * Paths under the snapshotter's root, all computed from ids:
  *
  *   <root>/metadata.db              SQLite metadata (WAL: -wal, -shm beside it)
+ *   <root>/daemon.lock              held by the running daemon (root-lock.ts)
  *   <root>/snapshots/<id>/fs        active: overlay upper dir; view: empty dir
  *   <root>/snapshots/<id>/work      active: overlay work dir
  *   <root>/snapshots/<id>/layer.erofs, layer.verity    committed: the layer
  *   <root>/snapshots/new-*, rm-*    being created / removed; Cleanup drops them
  *   <mounts.dir>/<id>               committed layer mounted read-only (default <root>/m)
  */
-import { join } from 'node:path';
+import { renameSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { syncDirectory } from '../core/atomic-file.js';
 import { SNAPSHOTS_DIR } from '../core/config.js';
 import { LAYER_HASH_TREE, LAYER_IMAGE } from './layers/store.js';
 
@@ -16,11 +19,13 @@ export class RootLayout {
   readonly root: string;
   readonly snapshots: string;
   readonly database: string;
+  readonly lock: string;
 
   constructor(root: string) {
     this.root = root;
     this.snapshots = join(root, SNAPSHOTS_DIR);
     this.database = join(root, 'metadata.db');
+    this.lock = join(root, 'daemon.lock');
   }
 
   snapshot(id: number): string {
@@ -47,3 +52,15 @@ export class RootLayout {
 /** Prefixes of directories in flight under `snapshots/`. */
 export const NEW_PREFIX = 'new-';
 export const REMOVING_PREFIX = 'rm-';
+
+/**
+ * Renames a snapshot directory built under a temporary name (`new-*`) to its
+ * id, inside the metadata transaction that creates the snapshot, and makes
+ * the rename durable before that transaction commits: a committed row must
+ * never name a directory that a power loss could take back to `new-*`
+ * (which start-up Cleanup deletes).
+ */
+export function publishDirectory(temp: string, final: string): void {
+  renameSync(temp, final);
+  syncDirectory(dirname(final));
+}

@@ -28,7 +28,7 @@ import { besideKey } from './backend-key.js';
 import { diskUsage } from './disk-usage.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { LayerStore } from './layers/store.js';
-import { NEW_PREFIX, REMOVING_PREFIX, type RootLayout } from './layout.js';
+import { NEW_PREFIX, publishDirectory, REMOVING_PREFIX, type RootLayout } from './layout.js';
 import type { MetadataStore } from './metadata/store.js';
 import {
   layersBelow,
@@ -41,11 +41,16 @@ import {
   type Usage,
 } from './metadata/types.js';
 import type { LayerBlob, LayerBlobs } from './pull/layer-blobs.js';
+import { ConversionsAhead } from './pull/convert-ahead.js';
 import { checkLayerChain } from './pull/layer-chain.js';
 import { claimedChainId, commitSource, prepareSource, SNAPSHOT_REF_LABEL, type LayerSource } from './pull/source.js';
-import { installMountpointsLayer, MOUNTPOINTS_NAMESPACE, retireMountpointsLayers } from './rootfs/mountpoints.js';
+import { readXattrs } from './layers/xattrs.js';
+import { hostLayerFs, type LayerFs } from './rootfs/merged-tree.js';
+import { MOUNTPOINTS_NAMESPACE } from './rootfs/mountpoints.js';
+import { MountpointsLayers } from './rootfs/mountpoints-layers.js';
 import type { RootfsPolicy } from './rootfs/policy.js';
 import type { MountManager } from './mounts/manager.js';
+import type { LayerTrust } from './trust/image-trust.js';
 import { layerReferences } from './mounts/reconcile.js';
 import { snapshotMounts, mountDataBytes, MOUNT_OPTIONS_MAX_BYTES, type Mount } from './mounts/snapshot-mounts.js';
 
@@ -59,6 +64,10 @@ export interface SnapshotterOptions {
   blobs?: LayerBlobs;
   /** Which containers get a read-only root; without it, none. */
   rootfs?: RootfsPolicy;
+  /** How mountpoints layers read the image layers' mounts; default: the host's files. */
+  layerFs?: LayerFs;
+  /** Checks layers against their image's signature before and after conversion; without it, none are. */
+  trust?: LayerTrust;
 }
 
 export class Snapshotter {
@@ -69,13 +78,16 @@ export class Snapshotter {
   private readonly logger: Logger;
   private readonly blobs: LayerBlobs | undefined;
   private readonly rootfs: RootfsPolicy | undefined;
+  private readonly trust: LayerTrust | undefined;
   private readonly keys = new KeyedLock();
   /** One conversion per chain ID at a time: concurrent Prepares of one layer convert it once. */
   private readonly chains = new KeyedLock();
-  /** The id of the mountpoints layer read-only containers get (see rootfs/mountpoints.ts). */
-  private mountpointsLayer: number | undefined;
+  /** The mountpoints layers read-only containers get, one per layer chain (rootfs/mountpoints-layers.ts). */
+  private readonly mountpointsLayers: MountpointsLayers;
   /** Directories under snapshots/ that requests are working in; Cleanup leaves them alone. */
   private readonly busy = new Set<string>();
+  /** Layers of unlabelled unpacks, built while containerd writes their upper dirs. */
+  private readonly ahead = new ConversionsAhead();
 
   constructor(options: SnapshotterOptions) {
     this.layout = options.layout;
@@ -85,6 +97,16 @@ export class Snapshotter {
     this.logger = options.logger;
     this.blobs = options.blobs;
     this.rootfs = options.rootfs;
+    this.mountpointsLayers = new MountpointsLayers({
+      store: this.store,
+      layout: this.layout,
+      mounts: this.mountManager,
+      spec: this.rootfs?.active ? this.rootfs.mountpoints : undefined,
+      layerFs: options.layerFs ?? hostLayerFs((path) => readXattrs(path, '')),
+      busy: this.busy,
+      logger: this.logger,
+    });
+    this.trust = options.trust;
   }
 
   /** Start-up reconcile: drop directories the metadata does not know, then bring the layer mounts in line. */
@@ -92,11 +114,7 @@ export class Snapshotter {
     await mkdir(this.layout.snapshots, { recursive: true, mode: 0o700 });
     await mkdir(this.mountManager.dir, { recursive: true, mode: 0o755 });
     await this.removeUnknownDirectories();
-    const mountpoints = this.rootfs?.active
-      ? await installMountpointsLayer({ store: this.store, layout: this.layout, spec: this.rootfs.mountpoints, logger: this.logger })
-      : undefined;
-    this.mountpointsLayer = mountpoints?.id;
-    await retireMountpointsLayers(this.store, mountpoints?.name, (ns, key) => this.remove(ns, key), this.logger);
+    await this.retireMountpointsLayers();
     await this.mountManager.restore(layerReferences(this.store.listAll()));
   }
 
@@ -113,9 +131,14 @@ export class Snapshotter {
           hint: 'nothing to do: containerd takes this answer as "skip the unpack"',
         });
       }
-      return this.create(ns, 'active', key, parent, labels);
+      const mounts = await this.create(ns, 'active', key, parent, labels);
+      if (!source.fastPath) this.convertAhead(ns, key, parent, source.layer);
+      return mounts;
     }
-    return this.create(ns, 'active', key, parent, labels, await this.readOnlyRoot(ns, key, parent));
+    if (!(await this.readOnlyRoot(ns, key, parent))) return this.create(ns, 'active', key, parent, labels);
+    return this.mountpointsLayers.with(this.store.layerChain(ns, parent), (mountpoints) =>
+      this.create(ns, 'active', key, parent, labels, mountpoints),
+    );
   }
 
   view(ns: string, key: string, parent: string, labels: Labels): Promise<Mount[]> {
@@ -156,14 +179,19 @@ export class Snapshotter {
       const trash = join(this.layout.snapshots, `${REMOVING_PREFIX}${randomUUID()}`);
       this.busy.add(trash);
       try {
-        const removed = this.store.transaction(() => {
-          const s = this.store.remove(ns, key);
-          renameIfPresent(this.layout.snapshot(s.id), trash);
-          return s;
-        });
+        await this.ahead.drop(lockKey(ns, key));
+        const removed = this.store.remove(ns, key);
+        // Only after the transaction: moved before it, a crash in between would leave a row
+        // whose directory start-up Cleanup deletes. Now a crash leaves `<id>` or `rm-*`,
+        // which the metadata no longer knows, and Cleanup deletes those.
+        renameIfPresent(this.layout.snapshot(removed.id), trash, log);
         log.info({ kind: removed.kind }, 'snapshot removed');
+        // A removed layer may still be mounted, idle: that mount must not outlive its files.
+        if (removed.kind === 'committed') await this.mountManager.forget(removed.id);
         await this.removeQuietly([trash], log);
         if (removed.kind !== 'committed') await this.mountManager.release(layersBelow(removed));
+        // An image layer's mountpoints layer goes with it (a mountpoints layer has none of its own).
+        else if (ns !== MOUNTPOINTS_NAMESPACE) await this.retireMountpointsLayers();
       } finally {
         this.busy.delete(trash);
       }
@@ -193,8 +221,14 @@ export class Snapshotter {
     return info.kind === 'active' ? diskUsage(this.layout.upper(id)) : usage;
   }
 
+  /** Shutdown: idle layer mounts go; layers that snapshots use stay mounted for their containers. */
+  async close(): Promise<void> {
+    await this.mountManager.close();
+  }
+
   /** Drops directories and mounts nothing refers to any more. */
   async cleanup(): Promise<void> {
+    await this.retireMountpointsLayers();
     await this.removeUnknownDirectories();
     await this.mountManager.sweep();
   }
@@ -230,7 +264,7 @@ export class Snapshotter {
       snapshot = this.store.transaction(() => {
         const s = this.store.createSnapshot(ns, kind, key, parent, labels, mountpoints === undefined ? {} : { mountpoints });
         created = this.layout.snapshot(s.id);
-        renameSync(temp, created);
+        publishDirectory(temp, created);
         return s;
       });
     } catch (err) {
@@ -268,7 +302,7 @@ export class Snapshotter {
       this.busy.add(temp);
       let created: string | undefined;
       try {
-        const built = await this.buildFromBlob(blobs, ns, blob, temp, parent, chainId);
+        const built = await this.buildFromBlob(blobs, ns, blob, temp, parent, layer);
         // Named by the chain ID, as containerd names committed layers, beside the key in containerd's
         // `<namespace>/<sequence>/` form so that requests without namespace metadata find it.
         const preferred = besideKey(key, chainId);
@@ -276,7 +310,7 @@ export class Snapshotter {
         const s = this.store.transaction(() => {
           const committed = this.store.insertCommitted(ns, name, parent, built, labels);
           created = this.layout.snapshot(committed.id);
-          renameSync(temp, created);
+          publishDirectory(temp, created);
           return committed;
         });
         log.info({ digest: blob.digest, source: 'blob', name, id: s.id, rootHash: built.rootHash }, 'layer converted from its blob at Prepare; containerd skips its unpack');
@@ -290,51 +324,93 @@ export class Snapshotter {
     });
   }
 
+  /**
+   * For an unpack without labels, whose blob containerd may have: build its
+   * layer from the blob now, while containerd writes the upper dir
+   * (pull/convert-ahead.ts); its Commit takes the result.
+   */
+  private convertAhead(ns: string, key: string, parent: string, layer: LayerSource): void {
+    const { blobs } = this;
+    const chainId = layer.chainId;
+    if (!blobs || chainId === undefined) return;
+    const dir = this.layout.snapshot(this.store.getInfo(ns, key).id);
+    this.ahead.start(lockKey(ns, key), chainId, dir, async () => {
+      // containerd not answering now: the Commit asks again and decides.
+      const blob = await blobs.find(ns, layer, { waitForFetch: false }).catch(() => undefined);
+      if (!blob) return undefined;
+      return { layer: await this.buildFromBlob(blobs, ns, blob, dir, parent, layer), digest: blob.digest };
+    });
+  }
+
   /** Commit's layer: from the blob when this is an unpack of a layer containerd has, else from the upper dir. */
   private async buildCommitted(ns: string, key: string, name: string, labels: Labels, id: number, log: Logger): Promise<CommittedLayer> {
     const dir = this.layout.snapshot(id);
     const source = commitSource(name, labels);
     const unpack = prepareSource(key, labels).kind === 'unpack';
+    const ahead = await this.ahead.take(lockKey(ns, key), source.chainId);
+    if (ahead) {
+      log.info({ chainId: source.chainId, digest: ahead.digest, source: 'blob', ahead: true }, 'layer built from its blob; the upper dir is dropped');
+      return ahead.layer;
+    }
     const { blobs } = this;
     const blob = unpack && blobs && source.chainId ? await blobs.find(ns, source, { waitForFetch: false }) : undefined;
     if (blobs && blob) {
-      const layer = await this.buildFromBlob(blobs, ns, blob, dir, this.store.getInfo(ns, key).info.parent, source.chainId);
+      const layer = await this.buildFromBlob(blobs, ns, blob, dir, this.store.getInfo(ns, key).info.parent, source);
       log.info({ chainId: source.chainId, digest: blob.digest, source: 'blob' }, 'layer built from its blob; the upper dir is dropped');
       return layer;
     }
+    // What containerd wrote cannot be checked against a signature: an image that must be signed gets no such layer.
+    if (unpack) this.trust?.checkUpperDir(ns, source);
     const layer = await this.layers.commitDirectory(this.layout.upper(id), dir);
     log.info({ chainId: source.chainId, digest: source.layerDigest, source: 'upper' }, 'layer built from the upper dir');
     return { ...layer, images: source.imageRef ? [source.imageRef] : [] };
   }
 
-  /** Converts `blob` into `dir` and checks it is the layer `chainId` names on `parent`. */
+  /**
+   * Converts `blob` into `dir` and checks it is the layer `layer.chainId`
+   * names on `parent` — and, for a signed image, first its signature, then
+   * the layer against it.
+   */
   private async buildFromBlob(
     blobs: LayerBlobs,
     ns: string,
     blob: LayerBlob,
     dir: string,
     parent: string,
-    chainId: string | undefined,
+    layer: LayerSource,
   ): Promise<CommittedLayer> {
-    const built = await this.layers.commitBlob(blobs.read(ns, blob.digest), dir, blob.digest);
+    const chainId = layer.chainId;
+    const trust = await this.trust?.plan(ns, layer, blob.digest);
+    let built;
+    try {
+      built = await this.layers.commitBlob(blobs.read(ns, blob.digest), dir, blob.digest);
+    } catch (err) {
+      throw trust ? trust.conversionFailed(err) : err;
+    }
     try {
       const parentChainId = parent === '' ? undefined : this.chainIdOf(ns, parent);
       const checked = checkLayerChain({ digest: blob.digest, diffId: built.diffId, expectedDiffId: blob.diffId, chainId, parent, parentChainId });
-      return { rootHash: built.rootHash, usage: built.usage, ...(checked ? { chainId: checked } : {}), images: blob.images };
+      const signed = trust?.accept(built);
+      return { rootHash: built.rootHash, usage: built.usage, ...(checked ? { chainId: checked } : {}), images: blob.images, ...(signed ? { signed } : {}) };
     } catch (err) {
       await this.layers.discard(dir);
       throw err;
     }
   }
 
-  /** For a container on `parent`: the mountpoints layer if its root must be read-only, else undefined. */
-  private async readOnlyRoot(ns: string, key: string, parent: string): Promise<number | undefined> {
-    if (parent === '' || !this.rootfs?.active || this.mountpointsLayer === undefined) return undefined;
+  /** For a container on `parent`: whether its root must be read-only. */
+  private async readOnlyRoot(ns: string, key: string, parent: string): Promise<boolean> {
+    if (parent === '' || !this.rootfs?.active) return false;
     const origin = this.store.layerOrigin(ns, parent);
     const chainId = this.chainIdOf(ns, parent, origin);
-    const decision = await this.rootfs.decide(ns, { name: parent, chainId, images: origin.images });
+    const decision = await this.rootfs.decide(ns, { name: parent, chainId, images: origin.images, signedImage: origin.signed?.image });
     this.logger.info({ ns, key, parent, chainId, readOnly: decision.readOnly, reason: decision.reason }, 'container root filesystem');
-    return decision.readOnly ? this.mountpointsLayer : undefined;
+    return decision.readOnly;
+  }
+
+  /** Mountpoints layers of removed chains or of an earlier configuration go once no container uses them. */
+  private retireMountpointsLayers(): Promise<void> {
+    return this.mountpointsLayers.retire((ns, key) => this.remove(ns, key));
   }
 
   /** A committed snapshot's chain ID: checked when it was built from its blob, else as containerd named it. */
@@ -383,7 +459,7 @@ export class Snapshotter {
     const known = new Map(this.store.listAll().map((s) => [String(s.id), s.kind]));
     for (const name of names) {
       const path = join(this.layout.snapshots, name);
-      if (this.busy.has(path)) continue;
+      if (this.busy.has(path) || this.ahead.holds(path)) continue;
       const kind = known.get(name);
       if (kind === undefined) {
         await this.removeQuietly([path], this.logger.child({ path }));
@@ -391,7 +467,10 @@ export class Snapshotter {
       }
       const id = Number(name);
       const leftovers = (await readdir(path)).filter((f) => f.startsWith(TEMP_MARKER)).map((f) => join(path, f));
+      // A committed snapshot is its layer files; an active one whose Commit died between
+      // building them and its transaction is still active, and its layer files are garbage.
       if (kind === 'committed') leftovers.push(this.layout.upper(id), this.layout.work(id));
+      else leftovers.push(this.layout.image(id), this.layout.hashTree(id));
       await this.removeQuietly(leftovers, this.logger.child({ path }));
     }
   }
@@ -412,11 +491,11 @@ function lockKey(ns: string, key: string): string {
   return `${ns}\0${key}`;
 }
 
-/** Only ENOENT means "nothing to move". */
-function renameIfPresent(from: string, to: string): void {
+/** After the metadata changed: a failure is logged, and Cleanup deletes the unknown directory later. */
+function renameIfPresent(from: string, to: string, log: Logger): void {
   try {
     renameSync(from, to);
   } catch (err) {
-    if (!isNotFound(err)) throw err;
+    if (!isNotFound(err)) log.warn({ err, path: from }, 'cannot move a removed snapshot aside; Cleanup will delete it');
   }
 }

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { NotFoundError, UnavailableError } from '../../snapshotter/core/errors.js';
 import { chainIds } from '../../snapshotter/oci/chain-id.js';
-import { MediaType } from '../../snapshotter/oci/types.js';
+import { MediaType, type ImageManifest } from '../../snapshotter/oci/types.js';
 import type { ContentClient, BlobInfo, Ingest } from '../../snapshotter/service/containerd/content.js';
 import type { ImageClient, ImageRecord } from '../../snapshotter/service/containerd/images.js';
 
@@ -80,18 +80,28 @@ export interface FakeImage {
   chainIds: string[];
 }
 
-/** Stores an image of plain-tar layers (`layers` are their bytes) under `name` in `ns`. */
-export function addImage(content: FakeContent, images: FakeImages, ns: string, name: string, layers: readonly Uint8Array[]): FakeImage {
+/**
+ * Stores an image of plain-tar layers (`layers` are their bytes) under `name`
+ * in `ns`; `finish` may annotate (sign) the manifest before it is stored.
+ */
+export function addImage(
+  content: FakeContent,
+  images: FakeImages,
+  ns: string,
+  name: string,
+  layers: readonly Uint8Array[],
+  finish: (manifest: ImageManifest) => ImageManifest = (m) => m,
+): FakeImage {
   const digests = layers.map((l) => content.add(ns, l));
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: digests } }));
   const configDigest = content.add(ns, config);
   const manifest = Buffer.from(
-    JSON.stringify({
+    JSON.stringify(finish({
       schemaVersion: 2,
       mediaType: MediaType.imageManifest,
       config: { mediaType: MediaType.imageConfig, digest: configDigest, size: config.length },
-      layers: layers.map((l, i) => ({ mediaType: MediaType.layerTar, digest: digests[i], size: l.length })),
-    }),
+      layers: layers.map((l, i) => ({ mediaType: MediaType.layerTar, digest: digests[i]!, size: l.length })),
+    })),
   );
   const manifestDigest = content.add(ns, manifest);
   const list = images.records.get(ns) ?? [];

@@ -31,6 +31,14 @@ export interface IntegritySnapshotterOptions {
   containerdAddress?: string;
   protectedImages?: string[];
   readOnly?: 'protected' | 'all';
+  /** `mounts.backing` (default: the daemon's, `auto`). */
+  backing?: 'auto' | 'loop' | 'file';
+  /** The daemon's `log.level` (default `debug`, so that tests can read every decision). */
+  snapshotterLogLevel?: 'debug' | 'info';
+  /** `[signatures]`: images that must be signed, trust root files or directories (default: the node's). */
+  signatures?: { requiredImages?: string[]; trustDirs?: string[] };
+  /** `metrics.address`, e.g. `127.0.0.1:0` (the bound one is in the `snapshotter serving` log line). */
+  metricsAddress?: string;
 }
 
 /** One parsed log line of the daemon (pino JSON). */
@@ -74,9 +82,11 @@ export class IntegritySnapshotter {
         root: this.root,
         address: this.address,
         containerd_address: options.containerdAddress ?? this.containerdLink,
-        log: { level: 'debug' },
-        mounts: { dir: this.mountsDir },
+        log: { level: options.snapshotterLogLevel ?? 'debug' },
+        mounts: { dir: this.mountsDir, ...(options.backing ? { backing: options.backing } : {}) },
         rootfs: { read_only: options.readOnly ?? 'protected', protected_images: options.protectedImages ?? [] },
+        ...(options.signatures ? { signatures: signaturesTable(options.signatures) } : {}),
+        ...(options.metricsAddress ? { metrics: { address: options.metricsAddress } } : {}),
       }),
     );
     const serving = () => this.logs().filter((l) => l.msg === 'snapshotter serving').length;
@@ -153,6 +163,25 @@ export class IntegritySnapshotter {
     }
   }
 
+  /** The daemon's process id while it runs. */
+  get pid(): number | undefined {
+    return this.#exit === undefined ? this.#child?.pid : undefined;
+  }
+
+  /** SIGKILL, as a crash or the OOM killer ends it: no shutdown code runs. Resolves once it is gone. */
+  async crash(): Promise<void> {
+    const child = this.#child;
+    if (!child || this.#exit) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Starts the daemon again (after crash() or kill()) with the same configuration. */
+  async startAgain(): Promise<void> {
+    await this.start(this.#options);
+  }
+
   /** Stops the daemon and starts it again with the same configuration, as a node's restart of the service does. */
   async restart(): Promise<void> {
     await this.kill();
@@ -165,6 +194,13 @@ export class IntegritySnapshotter {
     await unmountUnder(this.dir);
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+function signaturesTable(options: NonNullable<IntegritySnapshotterOptions['signatures']>): Record<string, string[]> {
+  return {
+    ...(options.requiredImages ? { required_images: options.requiredImages } : {}),
+    ...(options.trustDirs ? { trust_dirs: options.trustDirs } : {}),
+  };
 }
 
 export interface IntegrityStack {

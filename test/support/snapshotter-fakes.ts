@@ -15,6 +15,7 @@ import { RootLayout } from '../../snapshotter/service/layout.js';
 import { SqliteMetadataStore } from '../../snapshotter/service/metadata/sqlite.js';
 import { MountManager, type LayerMounter, type MountableLayer } from '../../snapshotter/service/mounts/manager.js';
 import { mountableLayer } from '../../snapshotter/service/mounts/mountable-layer.js';
+import { hostLayerFs } from '../../snapshotter/service/rootfs/merged-tree.js';
 import { Snapshotter, type SnapshotterOptions } from '../../snapshotter/service/snapshotter.js';
 import type { MountInfoEntry } from '../../snapshotter/service/mounts/mountinfo.js';
 import { LAYER_HASH_TREE, LAYER_IMAGE, type BlobLayer, type LayerStore } from '../../snapshotter/service/layers/store.js';
@@ -69,6 +70,9 @@ export function fakeLayer(id: number, image = `/layers/${id}.erofs`): MountableL
 function entry(id: number, mountPoint: string, source: string): MountInfoEntry {
   return { id, parentId: 1, root: '/', mountPoint, fsType: 'erofs', source, superOptions: 'ro' };
 }
+
+/** How mountpoints layers read FakeMounter's "mounts": empty directories, with no xattrs to read (no addon needed). */
+export const fakeMountsFs = hostLayerFs(async () => []);
 
 export class FakeLayerStore implements LayerStore {
   /** Fails commits of these source dirs. */
@@ -134,16 +138,17 @@ export interface FakeSnapshotter {
  */
 export async function fakeSnapshotter(
   clock: Clock = wallClock(),
-  extra: Pick<SnapshotterOptions, 'blobs' | 'rootfs'> = {},
+  extra: Pick<SnapshotterOptions, 'blobs' | 'rootfs' | 'trust'> & { idleGraceMs?: number } = {},
 ): Promise<FakeSnapshotter> {
+  const { idleGraceMs, ...services } = extra;
   const root = await mkdtemp(join(tmpdir(), 'snapshotter-'));
   const layout = new RootLayout(root);
   const store = new SqliteMetadataStore(':memory:', { clock });
   const mounter = new FakeMounter();
   const layers = new FakeLayerStore();
   const make = () => {
-    const mounts = new MountManager({ dir: join(root, 'm'), layerOf: (id) => mountableLayer(layout, store, id), mounter, logger: silentLogger });
-    return { mounts, snapshotter: new Snapshotter({ layout, store, layers, mounts, logger: silentLogger, ...extra }) };
+    const mounts = new MountManager({ dir: join(root, 'm'), layerOf: (id) => mountableLayer(layout, store, id), mounter, logger: silentLogger, ...(idleGraceMs ? { idleGraceMs } : {}) });
+    return { mounts, snapshotter: new Snapshotter({ layout, store, layers, mounts, logger: silentLogger, layerFs: fakeMountsFs, ...services }) };
   };
   const first = make();
   await first.snapshotter.start();

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { IntegrityViolationError, InvalidArgumentError, NotFoundError, toIntegrityError, type IntegrityError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { chainIds } from '../../oci/chain-id.js';
-import { INDEX_TYPES, MANIFEST_TYPES, parseIndex, parseManifest, type Descriptor } from '../../oci/types.js';
+import { INDEX_TYPES, MANIFEST_TYPES, parseIndex, parseManifest, type Descriptor, type ImageManifest } from '../../oci/types.js';
 import type { ContentClient } from './content.js';
 import type { ImageClient, ImageTarget } from './images.js';
 
@@ -27,6 +27,8 @@ export interface ImageLayer {
 
 export interface ManifestLayers {
   manifest: string;
+  /** The manifest itself (digest-checked): its annotations hold the signature. */
+  document: ImageManifest;
   /** Bottom layer first. */
   layers: ImageLayer[];
 }
@@ -111,8 +113,8 @@ export class ImageLayers {
     return manifests;
   }
 
-  /** Undefined when the manifest or its config is not in the content store. */
-  private async manifestLayers(ns: string, digest: string, image: string): Promise<ManifestLayers | undefined> {
+  /** The manifest `digest` of `image` with its layers; undefined when it or its config is not in the content store. */
+  async manifestLayers(ns: string, digest: string, image: string): Promise<ManifestLayers | undefined> {
     const cached = this.cache.get(digest);
     if (cached) {
       // Most recently used last: eviction takes the first.
@@ -134,7 +136,7 @@ export class ImageLayers {
     }
     const chains = chainIds(diffIds);
     const layers = manifest.layers.map((blob, i) => ({ blob: descriptorTarget(blob), diffId: diffIds[i]!, chainId: chains[i]! }));
-    const result = { manifest: digest, layers };
+    const result = { manifest: digest, document: manifest, layers };
     this.cache.set(digest, result);
     if (this.cache.size > this.cacheEntries) this.cache.delete(this.cache.keys().next().value!);
     return result;

@@ -1,14 +1,19 @@
 /**
  * Wiring of everything the snapshotter asks containerd: one connection to
- * `containerd_address`, the layer blobs of the pull path and the rootfs
- * policy that reads the namespace's images. Nothing connects until a
- * request needs containerd.
+ * `containerd_address`, the layer blobs of the pull path, the signature
+ * checks of the images layers belong to, and the rootfs policy that reads
+ * the namespace's images (signed images are protected). Nothing connects
+ * until a request needs containerd.
  */
 import type { SnapshotterConfig } from '../../core/config.js';
 import type { Logger } from '../../core/log.js';
 import { ImagePatterns } from '../../policy/image-patterns.js';
+import type { SignatureRefusalReason } from '../../policy/signature-policy.js';
+import type { X509Certificate } from '../../signature/x509.js';
 import { LayerBlobs } from '../pull/layer-blobs.js';
 import { RootfsPolicy } from '../rootfs/policy.js';
+import { ImageTrust } from '../trust/image-trust.js';
+import { ManifestSignatures } from '../trust/manifest-signatures.js';
 import { ContainerdConnection } from './connection.js';
 import { GrpcContentClient } from './content.js';
 import { ImageLayers } from './image-layers.js';
@@ -17,10 +22,16 @@ import { GrpcImageClient } from './images.js';
 export interface ContainerdSeams {
   blobs: LayerBlobs;
   rootfs: RootfsPolicy;
+  trust: ImageTrust;
   close(): void;
 }
 
-export function containerdSeams(config: SnapshotterConfig, logger: Logger): ContainerdSeams {
+export interface TrustSeamOptions {
+  trustRoots: readonly X509Certificate[];
+  onRefusal?: (reason: SignatureRefusalReason) => void;
+}
+
+export function containerdSeams(config: SnapshotterConfig, logger: Logger, trust: TrustSeamOptions): ContainerdSeams {
   const connection = new ContainerdConnection(config.containerdAddress);
   const content = new GrpcContentClient(connection);
   const imageLayers = new ImageLayers(content, new GrpcImageClient(connection), logger);
@@ -30,8 +41,17 @@ export function containerdSeams(config: SnapshotterConfig, logger: Logger): Cont
       mode: config.rootfs.readOnly,
       patterns: new ImagePatterns(config.rootfs.protectedImages),
       imageLayers,
+      // A node that can verify no signature (no roots, nothing required) has no signed images to protect.
+      signedImages: trust.trustRoots.length > 0 || config.signatures.requiredImages.length > 0,
       mountpoints: { dirs: config.rootfs.mountpointDirs, files: config.rootfs.mountpointFiles },
       logger,
+    }),
+    trust: new ImageTrust({
+      imageLayers,
+      signatures: new ManifestSignatures(trust.trustRoots),
+      required: new ImagePatterns(config.signatures.requiredImages),
+      logger,
+      ...(trust.onRefusal ? { onRefusal: trust.onRefusal } : {}),
     }),
     close: () => connection.close(),
   };

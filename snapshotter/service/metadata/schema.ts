@@ -45,6 +45,18 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (snapshot_id, image)
   ) WITHOUT ROWID;
   `,
+  // 3: layers checked against an image signature when they were converted.
+  `
+  CREATE TABLE layer_signatures (
+    snapshot_id INTEGER PRIMARY KEY REFERENCES snapshots(id) ON DELETE CASCADE,
+    -- the expected dm-verity root hash: the signed list's entry, or recomputed from a blob whose diff ID is signed
+    root_hash   TEXT NOT NULL,
+    binding     TEXT NOT NULL CHECK (binding IN ('signed-list', 'signed-digest')),
+    image       TEXT NOT NULL,
+    manifest    TEXT NOT NULL,
+    signer      TEXT NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

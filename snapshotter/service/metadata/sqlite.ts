@@ -12,7 +12,19 @@ import { snapshotFields } from './fields.js';
 import { checkLabels } from './labels.js';
 import { migrate } from './schema.js';
 import type { MetadataStore } from './store.js';
-import type { CommittedLayer, Kind, Labels, LayerOrigin, LayerRecord, MountableSnapshot, Snapshot, SnapshotInfo, StoredSnapshot, Usage } from './types.js';
+import type {
+  CommittedLayer,
+  Kind,
+  Labels,
+  LayerOrigin,
+  LayerRecord,
+  MountableSnapshot,
+  SignedLayer,
+  Snapshot,
+  SnapshotInfo,
+  StoredSnapshot,
+  Usage,
+} from './types.js';
 
 const KIND_CODE: Record<Kind, bigint> = { view: 1n, active: 2n, committed: 3n };
 const KIND_OF_CODE = new Map<bigint, Kind>(Object.entries(KIND_CODE).map(([k, v]) => [v, k as Kind]));
@@ -79,6 +91,12 @@ function prepareStatements(db: Database.Database) {
     chainIdOf: db.prepare<[bigint], { chain_id: string | null }>('SELECT chain_id FROM snapshots WHERE id = ?'),
     imagesOf: db.prepare<[bigint], { image: string }>('SELECT image FROM layer_images WHERE snapshot_id = ? ORDER BY image'),
     insertImage: db.prepare<[bigint, string]>('INSERT OR IGNORE INTO layer_images (snapshot_id, image) VALUES (?, ?)'),
+    signatureOf: db.prepare<[bigint], { root_hash: string; binding: SignedLayer['binding']; image: string; manifest: string; signer: string }>(
+      'SELECT root_hash, binding, image, manifest, signer FROM layer_signatures WHERE snapshot_id = ?',
+    ),
+    insertSignature: db.prepare<[bigint, string, string, string, string, string]>(
+      'INSERT INTO layer_signatures (snapshot_id, root_hash, binding, image, manifest, signer) VALUES (?, ?, ?, ?, ?, ?)',
+    ),
     touch: db.prepare<[bigint, bigint]>('UPDATE snapshots SET updated_ns = ? WHERE id = ?'),
     delete: db.prepare<[bigint]>('DELETE FROM snapshots WHERE id = ?'),
     clearLabels: db.prepare<[bigint]>('DELETE FROM labels WHERE snapshot_id = ?'),
@@ -164,6 +182,7 @@ export class SqliteMetadataStore implements MetadataStore {
       );
       this.writeLabels(id, checked);
       this.writeImages(id, layer.images);
+      this.writeSignature(id, layer.signed);
       return { id: Number(id), kind: 'committed', parentIds: parentRow ? this.chain(parentRow.id) : [] };
     });
   }
@@ -175,10 +194,12 @@ export class SqliteMetadataStore implements MetadataStore {
 
   layerOrigin(ns: string, name: string): LayerOrigin {
     const row = this.find(ns, name);
+    const signed = this.signature(row.id);
     return {
       id: Number(row.id),
       chainId: this.stmt.chainIdOf.get(row.id)?.chain_id ?? undefined,
       images: this.stmt.imagesOf.all(row.id).map((r) => r.image),
+      ...(signed ? { signed } : {}),
     };
   }
 
@@ -258,6 +279,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.stmt.clearLabels.run(row.id);
       this.writeLabels(row.id, checked);
       this.writeImages(row.id, layer.images);
+      this.writeSignature(row.id, layer.signed);
       return withMountpoints({ id: Number(row.id), kind: 'committed', parentIds: row.parent_id === null ? [] : this.chain(row.parent_id) }, row.mountpoints_id);
     });
   }
@@ -299,7 +321,15 @@ export class SqliteMetadataStore implements MetadataStore {
   committedLayer(id: number): LayerRecord | undefined {
     const row = this.stmt.committedLayer.get(BigInt(id));
     if (!row) return undefined;
-    return { id, namespace: row.namespace, name: row.key, rootHash: row.root_hash, images: this.stmt.imagesOf.all(row.id).map((r) => r.image) };
+    const signed = this.signature(row.id);
+    return {
+      id,
+      namespace: row.namespace,
+      name: row.key,
+      rootHash: row.root_hash,
+      images: this.stmt.imagesOf.all(row.id).map((r) => r.image),
+      ...(signed ? { signed } : {}),
+    };
   }
 
   close(): void {
@@ -358,6 +388,15 @@ export class SqliteMetadataStore implements MetadataStore {
 
   private writeImages(id: bigint, images: readonly string[] = []): void {
     for (const image of images) this.stmt.insertImage.run(id, image);
+  }
+
+  private writeSignature(id: bigint, signed: SignedLayer | undefined): void {
+    if (signed) this.stmt.insertSignature.run(id, signed.rootHash, signed.binding, signed.image, signed.manifest, signed.signer);
+  }
+
+  private signature(id: bigint): SignedLayer | undefined {
+    const row = this.stmt.signatureOf.get(id);
+    return row && { rootHash: row.root_hash, binding: row.binding, image: row.image, manifest: row.manifest, signer: row.signer };
   }
 }
 

@@ -54,6 +54,26 @@ export function layersBelow(s: Snapshot): number[] {
   return s.mountpoints === undefined ? s.parentIds : [s.mountpoints, ...s.parentIds];
 }
 
+/**
+ * A layer of a signed image, as checked when it was converted: what the
+ * image's signature vouches for (docs/signatures.md, "On the node").
+ */
+export interface SignedLayer {
+  /**
+   * The dm-verity root hash the signature vouches for: the layer's entry in
+   * the signed layer-root-hashes list (`signed-list`), or, without a list,
+   * the one recomputed from a blob whose diff ID the signed config lists
+   * (`signed-digest`). The layer's own root hash was checked equal to it.
+   */
+  rootHash: string;
+  binding: 'signed-list' | 'signed-digest';
+  /** The image and the manifest whose signature was verified. */
+  image: string;
+  manifest: string;
+  /** Subject of the signing certificate. */
+  signer: string;
+}
+
 /** What Commit records about the layer it produced. */
 export interface CommittedLayer {
   usage: Usage;
@@ -63,6 +83,8 @@ export interface CommittedLayer {
   chainId?: string;
   /** Images known to use the layer. */
   images?: readonly string[];
+  /** Set when the layer was checked against an image signature. */
+  signed?: SignedLayer;
 }
 
 /** Where a committed layer came from, as far as the snapshotter checked or was told. */
@@ -72,6 +94,8 @@ export interface LayerOrigin {
   chainId: string | undefined;
   /** Images recorded for the layer at pull time. */
   images: string[];
+  /** Present when the layer was checked against an image signature. */
+  signed?: SignedLayer;
 }
 
 /** A committed snapshot as mounting and checking its layer need it. */
@@ -84,6 +108,8 @@ export interface LayerRecord {
   rootHash: string;
   /** Images known to use the layer (recorded at pull). */
   images: string[];
+  /** Present when the layer was checked against an image signature: then its root hash is the expected one. */
+  signed?: SignedLayer;
 }
 
 /** A snapshot in a namespace, as reconcile and Cleanup see the whole store. */

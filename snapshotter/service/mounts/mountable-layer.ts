@@ -1,12 +1,14 @@
 /**
  * A committed layer as the MountManager hands it to the mounter: its files
  * from the layout, its expected root hash and names from the metadata. The
- * expected root hash is the one recorded when the layer was converted; this
- * is the one place to take it from elsewhere (a signed value) instead.
+ * expected root hash of a signed image's layer is the value its signature
+ * vouches for (recorded with it at commit, checked equal to the converted
+ * layer's then); of any other layer, the one recorded when it was converted.
  */
 import { NotFoundError } from '../../core/errors.js';
 import type { RootLayout } from '../layout.js';
 import type { MetadataStore } from '../metadata/store.js';
+import type { LayerRecord } from '../metadata/types.js';
 import type { MountableLayer } from './manager.js';
 
 export function mountableLayer(layout: RootLayout, store: Pick<MetadataStore, 'committedLayer'>, id: number): MountableLayer {
@@ -20,7 +22,7 @@ export function mountableLayer(layout: RootLayout, store: Pick<MetadataStore, 'c
     id,
     image: layout.image(id),
     hashTree: layout.hashTree(id),
-    rootHash: record.rootHash,
+    rootHash: expectedRootHash(record),
     namespace: record.namespace,
     name: record.name,
   };
@@ -29,4 +31,9 @@ export function mountableLayer(layout: RootLayout, store: Pick<MetadataStore, 'c
 /** How messages name a layer: by its snapshot, as containerd knows it. */
 export function describeLayer(layer: Pick<MountableLayer, 'namespace' | 'name'>): string {
   return `layer ${JSON.stringify(layer.name)} in namespace ${JSON.stringify(layer.namespace)}`;
+}
+
+/** The root hash a layer's dm-verity device must check: the signed value when there is one. */
+export function expectedRootHash(record: Pick<LayerRecord, 'rootHash' | 'signed'>): string {
+  return record.signed?.rootHash ?? record.rootHash;
 }

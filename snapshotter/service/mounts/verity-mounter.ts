@@ -166,6 +166,12 @@ export class VerityMounter implements LayerMounter {
     ));
   }
 
+  /** check() without its refusal: the mount is on a healthy device (or plain mounts are allowed). */
+  async reusable(layer: MountableLayer): Promise<boolean> {
+    if (!this.verity) return this.options.mode !== 'required';
+    return (await verityDeviceHealth(this.spec(layer).name)) === 'V';
+  }
+
   /**
    * Removes this daemon's devices that nothing holds open: leftovers of a
    * crash between creating and mounting, or of a failed removal. A corrupted

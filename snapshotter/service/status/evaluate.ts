@@ -14,6 +14,7 @@
  * The node is not ok while any layer is corrupted or unexpected.
  */
 import type { VerityMode } from '../../core/config.js';
+import { expectedRootHash as signedOrRecordedRootHash } from '../mounts/mountable-layer.js';
 import { judgeVerityDevice, parseVerityTable, verityHealth, type VerityHealth } from '../mounts/verity-check.js';
 import { snapshotterDeviceUuid } from '../mounts/verity-identity.js';
 import type { DeviceObservation, LayerObservation, NodeObservation, OtherDeviceObservation } from './observe.js';
@@ -80,7 +81,7 @@ export function countByState(report: StatusReport): Record<LayerState, number> {
 function layerStatus(layer: LayerObservation, mode: VerityMode, scope: string, observation: NodeObservation): LayerStatus {
   const problems: string[] = [];
   const top = layer.mounts.at(-1);
-  const expectedRootHash = layer.record?.rootHash.toLowerCase() ?? null;
+  const expectedRootHash = layer.record ? signedOrRecordedRootHash(layer.record).toLowerCase() : null;
   const tableRootHash = tableRootHashOf(layer.device);
   const base = {
     id: layer.id,

@@ -8,10 +8,14 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { FailedPreconditionError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import { SIGNATURE_REFUSAL_REASONS, type SignatureRefusalReason } from '../../policy/signature-policy.js';
 import type { RefusalReason } from '../mounts/verity-mounter.js';
 import { countByState, LAYER_STATES, type StatusReport } from './evaluate.js';
 
-const REFUSAL_REASONS: readonly RefusalReason[] = ['verity_unavailable', 'verification_failed', 'corrupted', 'device_conflict'];
+const REFUSAL_REASONS: readonly (RefusalReason | SignatureRefusalReason)[] = [
+  'verity_unavailable', 'verification_failed', 'corrupted', 'device_conflict',
+  ...SIGNATURE_REFUSAL_REASONS,
+];
 
 export class StatusMetrics {
   readonly registry = new Registry();
@@ -35,7 +39,7 @@ export class StatusMetrics {
     });
     this.refusals = new Counter({
       name: 'containerd_integrity_layer_refusals_total',
-      help: 'Layer mounts refused, by reason: verity_unavailable, verification_failed, corrupted, device_conflict',
+      help: `Layers refused, by reason: mounts (verity_unavailable, verification_failed, corrupted, device_conflict) and conversions of signed images (${SIGNATURE_REFUSAL_REASONS.join(', ')})`,
       labelNames: ['reason'],
       registers,
     });
@@ -55,7 +59,7 @@ export class StatusMetrics {
     this.lastCheck.set(Date.now() / 1000);
   }
 
-  refused(reason: RefusalReason): void {
+  refused(reason: RefusalReason | SignatureRefusalReason): void {
     this.refusals.inc({ reason });
   }
 }

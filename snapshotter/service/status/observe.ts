@@ -10,6 +10,7 @@ import { basename, dirname } from 'node:path';
 import type { RootLayout } from '../layout.js';
 import type { MetadataStore } from '../metadata/store.js';
 import type { LayerRecord } from '../metadata/types.js';
+import { expectedRootHash } from '../mounts/mountable-layer.js';
 import { parseMountInfo, type MountInfoEntry } from '../mounts/mountinfo.js';
 import type { VerityExpectation, VerityObservation } from '../mounts/verity-check.js';
 import { inspectVerityDevice, listVerityDevices, verityExpectation, type VerityAvailability } from '../mounts/verity-device.js';
@@ -105,7 +106,7 @@ export async function observeNode(options: ObserveOptions): Promise<NodeObservat
       mounts,
       device,
       foreignDevice,
-      expectation: record && (await verityExpectation(record.rootHash, options.layout.image(id), options.layout.hashTree(id))),
+      expectation: record && (await verityExpectation(expectedRootHash(record), options.layout.image(id), options.layout.hashTree(id))),
     });
   }
   return { verity: options.verity, layers, others };

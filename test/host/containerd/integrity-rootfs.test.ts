@@ -8,10 +8,10 @@
  * snapshotter keeps the running containers' layers.
  */
 import test from 'ava';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { containerdSkipReason } from '../../support/containerd.js';
-import { containerConfig, hostNetworkPod, runToExit, streamText, type Pod } from '../../support/cri-pod.js';
+import { containerConfig, hostNetworkPod, runToExit, streamText, type ContainerSpec, type Pod } from '../../support/cri-pod.js';
 import { startIntegrityStack, type IntegrityStack } from '../../support/integrity-snapshotter.js';
 import { busyboxImage } from '../../support/oci-image.js';
 import { Registry, registrySkipReason } from '../../support/registry.js';
@@ -38,6 +38,13 @@ test.before(async () => {
   await busyboxImage(join(work, 'protected'), { tag: 'v1', layers: app('protected') });
   await busyboxImage(join(work, 'free'), { tag: 'v1', layers: app('free') });
   await busyboxImage(join(work, 'single'), { tag: 'v1' });
+  // Debian's symlinks, which a mountpoints layer must not hide.
+  await busyboxImage(join(work, 'debian'), { tag: 'v1', layers: [[
+    { path: 'run/' },
+    { path: 'var/' },
+    { path: 'var/run', type: 'symlink', linkTarget: '/run' },
+    { path: 'etc/resolv.conf', type: 'symlink', linkTarget: '../run/resolv.conf' },
+  ]] });
   await busyboxImage(join(work, 'deep'), { tag: 'v1', layers: Array.from({ length: 127 }, (_, i) => [{ path: `l${i}`, data: `${i}\n` }]) });
   registry = await Registry.start();
   await registry.push(`${join(work, 'deep')}:v1`, 'protected/deep:v1');
@@ -48,6 +55,7 @@ test.before(async () => {
     await ctd.importLayout(join(work, 'protected'), 'integrity.test/protected/app');
     await ctd.importLayout(join(work, 'free'), 'integrity.test/free/app');
     await ctd.importLayout(join(work, 'single'), 'integrity.test/protected/single');
+    await ctd.importLayout(join(work, 'debian'), 'integrity.test/protected/debian');
     // The same single layer under an unprotected name: its chain is a protected image's too.
     await ctd.importLayout(join(work, 'single'), 'integrity.test/free/busybox');
     const config = { ...hostNetworkPod('rootfs', await mkdtemp('/tmp/cri-logs-')), dns_config: DNS };
@@ -80,15 +88,15 @@ interface Run {
   tmp: string;
 }
 
-/** Runs `script` in a container of `image` in the pod, with a host directory as its /tmp volume. */
-async function run(image: string, script: string): Promise<Run> {
+/** Runs `script` in a container of `image` in the pod, with a host directory as its /tmp volume (and `mounts`). */
+async function run(image: string, script: string, mounts: ContainerSpec['mounts'] = []): Promise<Run> {
   const tmp = await mkdtemp(join(work, 'tmp-'));
   const result = await stack.withLogs(() =>
     runToExit(stack.containerd.cri, pod, {
       name: `c${++containers}`,
       image,
       command: ['/bin/sh', '-c', script],
-      mounts: [{ containerPath: '/tmp', hostPath: tmp }],
+      mounts: [{ containerPath: '/tmp', hostPath: tmp }, ...mounts],
     }),
   );
   return { exitCode: result.status.exit_code, stdout: streamText(result.log, 'stdout'), stderr: streamText(result.log, 'stderr'), tmp };
@@ -101,10 +109,9 @@ function lowerDirs(options: string): string[] {
   return (/(?:^|,)lowerdir=([^,]*)/.exec(options)?.[1] ?? '').split(':').filter(Boolean);
 }
 
-/** The mount point of the mountpoints layer (from the snapshotter's log). */
-function mountpointsLayer(): string {
-  const built = stack.snapshotter.logs().find((l) => l.msg === 'mountpoints layer built');
-  return join(stack.snapshotter.mountsDir, String(built?.layer));
+/** The mount points of the mountpoints layers built so far (from the snapshotter's log), one per image chain. */
+function mountpointsLayers(): string[] {
+  return stack.snapshotter.logs().filter((l) => l.msg === 'mountpoints layer built').map((l) => join(stack.snapshotter.mountsDir, String(l.layer)));
 }
 
 serial("a protected image: read-only root, CRI's resolv.conf, hosts and a /tmp volume work", async (t) => {
@@ -128,7 +135,7 @@ serial("a protected image: read-only root, CRI's resolv.conf, hosts and a /tmp v
   const options = lines.at(-2)!;
   t.regex(options, /^ro,/);
   t.notRegex(options, /upperdir=/);
-  t.deepEqual(lowerDirs(options).slice(0, 1), [mountpointsLayer()], 'the mountpoints layer is on top');
+  t.true(mountpointsLayers().includes(lowerDirs(options)[0]!), 'the mountpoints layer is on top');
   t.is(lowerDirs(options).length, 3, 'mountpoints layer, app layer, busybox layer');
 });
 
@@ -139,7 +146,7 @@ serial('an unprotected image keeps a writable root', async (t) => {
   t.is(wrote, 'wrote');
   t.is(app, 'free app');
   t.regex(options!, /upperdir=/);
-  t.false(lowerDirs(options!).includes(mountpointsLayer()));
+  t.false(lowerDirs(options!).some((dir) => mountpointsLayers().includes(dir)));
 });
 
 serial('fail closed: an unprotected name for a protected layer chain runs read-only', async (t) => {
@@ -159,6 +166,35 @@ serial('a single-layer protected image runs: the mountpoints layer is the second
   t.is(lowerDirs(r.stdout.trimEnd().split('\n').at(-1)!).length, 2);
 });
 
+serial("the mountpoints layer keeps the image's symlinks: /var/run -> /run and /etc/resolv.conf -> ../run/resolv.conf", async (t) => {
+  const secrets = await mkdtemp(join(work, 'serviceaccount-'));
+  await writeFile(join(secrets, 'token'), 'a-token\n');
+  const r = await run('integrity.test/protected/debian:v1', [
+    'echo "var/run -> $(readlink /var/run)"',
+    'echo "etc/resolv.conf -> $(readlink /etc/resolv.conf)"',
+    'cat /etc/resolv.conf',
+    'cat /var/run/secrets/kubernetes.io/serviceaccount/token',
+    'cat /etc/hosts > /dev/null && echo hosts=ok',
+    'touch /x 2>/dev/null || echo read-only',
+    ROOT_OPTIONS,
+  ].join('\n'), [{ containerPath: '/var/run/secrets/kubernetes.io/serviceaccount', hostPath: secrets, readonly: true }]);
+  t.is(r.exitCode, 0, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  t.is(lines[0], 'var/run -> /run', 'the symlink is intact in the container');
+  t.is(lines[1], 'etc/resolv.conf -> ../run/resolv.conf');
+  t.regex(r.stdout, /^nameserver 192\.0\.2\.53$/m, "CRI's resolv.conf, mounted where the symlink leads");
+  t.regex(r.stdout, /^a-token$/m, 'the serviceaccount volume, mounted at /run/secrets/…');
+  t.regex(r.stdout, /^hosts=ok$/m);
+  t.regex(r.stdout, /^read-only$/m);
+  const options = lines.at(-1)!;
+  t.notRegex(options, /upperdir=/);
+  t.true(mountpointsLayers().includes(lowerDirs(options)[0]!));
+  const built = stack.snapshotter.logs().filter((l) => l.msg === 'mountpoints layer built').find((l) => join(stack.snapshotter.mountsDir, String(l.layer)) === lowerDirs(options)[0]);
+  const entries = built?.entries as string[];
+  t.true(entries.includes('run/secrets/kubernetes.io/serviceaccount') && entries.includes('run/resolv.conf'), JSON.stringify(entries));
+  t.false(entries.some((e) => e.startsWith('var')), 'nothing in the layer hides /var/run');
+});
+
 serial('a 128-layer protected image pulled by CRI runs, with 129 lower dirs in one overlay', async (t) => {
   t.timeout(120_000);
   await stack.withLogs(() => stack.containerd.cri.pullImage(`${HOST}/protected/deep:v1`));
@@ -169,12 +205,14 @@ serial('a 128-layer protected image pulled by CRI runs, with 129 lower dirs in o
   t.is(lowerDirs(lines[3]!).length, 129);
 });
 
-serial("a snapshotter restart keeps a running protected container's layers, and the last user unmounts them", async (t) => {
+serial("a snapshotter restart keeps a running protected container's layers; unused, they go when the daemon stops", async (t) => {
   const cri = stack.containerd.cri;
   const id = await cri.createContainer(pod.id, containerConfig({ name: `c${++containers}`, image: 'integrity.test/protected/app:v1', command: ['/bin/sleep', '3600'] }), pod.config);
   await cri.startContainer(id);
   await cri.waitForContainerState(id, 'CONTAINER_RUNNING');
-  const mountpoints = mountpointsLayer();
+  const root = Buffer.from((await cri.execSync(id, ['/bin/sh', '-c', ROOT_OPTIONS])).stdout).toString().trim();
+  const mountpoints = lowerDirs(root)[0]!;
+  t.true(mountpointsLayers().includes(mountpoints));
   const mountId = async () => (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === mountpoints)?.split(' ')[0];
   const before = await mountId();
   t.truthy(before);
@@ -186,5 +224,7 @@ serial("a snapshotter restart keeps a running protected container's layers, and 
   await cri.removeContainer(id);
   // containerd removes a container's snapshot from its backend in its next garbage collection; force one.
   await stack.containerd.ctr(['images', 'rm', '--sync', 'integrity.test/free/busybox:v1']);
-  t.is(await mountId(), undefined, 'no container uses the mountpoints layer any more');
+  t.is(await mountId(), before, 'unused now, but kept mounted for its grace period (for the next container)');
+  await stack.snapshotter.kill();
+  t.is(await mountId(), undefined, 'a stopping daemon unmounts the layers nobody uses');
 });

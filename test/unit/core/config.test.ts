@@ -14,6 +14,8 @@ import {
 
 /** [rootfs] when the file says nothing (test/unit/core/config-rootfs.test.ts checks the table itself). */
 const DEFAULT_ROOTFS = { readOnly: 'protected', protectedImages: [], mountpointDirs: DEFAULT_MOUNTPOINT_DIRS, mountpointFiles: DEFAULT_MOUNTPOINT_FILES };
+/** [signatures] when the file says nothing (test/unit/core/config-signatures.test.ts checks the table itself). */
+const DEFAULT_SIGNATURES = { requiredImages: [], trustDirs: undefined };
 
 test('defaults for everything', (t) => {
   const config = loadSnapshotterConfig(undefined);
@@ -27,6 +29,7 @@ test('defaults for everything', (t) => {
     metrics: { address: '' },
     containerdAddress: DEFAULT_CONTAINERD_ADDRESS,
     rootfs: DEFAULT_ROOTFS,
+    signatures: DEFAULT_SIGNATURES,
   });
   t.true(Object.isFrozen(config));
   t.true(Object.isFrozen(config.mounts));
@@ -47,6 +50,7 @@ test('a full file is read, and the mount dir follows the root', (t) => {
     metrics: { address: '' },
     containerdAddress: DEFAULT_CONTAINERD_ADDRESS,
     rootfs: DEFAULT_ROOTFS,
+    signatures: DEFAULT_SIGNATURES,
   });
 });
 

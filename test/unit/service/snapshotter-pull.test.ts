@@ -134,3 +134,36 @@ test('containerd down: unpacks take the writable path and commit from the upper 
   t.is(f.layers.blobCommits, 0);
   t.deepEqual(f.store.layerOrigin(NS, `${NS}/2/${c1}`).images, ['r/app:1'], 'the image CRI named is recorded all the same');
 });
+
+test('ctr import: each layer converts once, from Prepare on, while containerd writes the upper dir; Commit takes it', async (t) => {
+  const { f, content, images } = await pullFakes(t);
+  const img = addImage(content, images, 'default', 'docker.io/r/app:1', LAYERS);
+  const c1 = img.chainIds[0]!;
+  const key = `default/10/extract-0-xyz ${c1}`;
+  await f.snapshotter.prepare('default', key, '', {});
+  const dir = f.layout.snapshot(f.store.getInfo('default', key).id);
+  // A Cleanup while containerd writes the upper dir leaves the layer built ahead alone.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await f.snapshotter.cleanup();
+  t.deepEqual((await readdir(dir)).sort(), ['fs', 'layer.erofs', 'layer.verity', 'work'], 'built before the Commit');
+  await f.snapshotter.commit('default', `default/20/${c1}`, key, {});
+  t.is(f.layers.blobCommits, 1, 'converted once');
+  t.deepEqual(await fakeLayerContents(dir), [`blob ${img.layers[0]}`]);
+  t.is(f.store.layerOrigin('default', `default/20/${c1}`).chainId, c1);
+});
+
+test('ctr import: a layer built ahead counts only for the chain the Commit names, and goes with a Remove', async (t) => {
+  const { f, content, images } = await pullFakes(t);
+  const img = addImage(content, images, 'default', 'docker.io/r/app:1', LAYERS);
+  const c1 = img.chainIds[0]!;
+  const other = digestOf(Buffer.from('unknown'));
+  const key = `default/10/extract-0-xyz ${c1}`;
+  await f.snapshotter.prepare('default', key, '', {});
+  await writeFile(join(f.layout.upper(f.store.getInfo('default', key).id), 'file'), 'x');
+  await f.snapshotter.commit('default', `default/20/${other}`, key, {});
+  t.deepEqual(await fakeLayerContents(f.layout.snapshot(f.store.getInfo('default', `default/20/${other}`).id)), ['file'], 'built from the upper dir');
+  const again = `default/11/extract-1-xyz ${c1}`;
+  await f.snapshotter.prepare('default', again, '', {});
+  await f.snapshotter.remove('default', again);
+  t.deepEqual((await readdir(f.layout.snapshots)).length, 1, 'only the committed layer is left');
+});

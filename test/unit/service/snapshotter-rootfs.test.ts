@@ -15,7 +15,7 @@ import { CRI_IMAGE_REF_LABEL, CRI_LAYER_DIGEST_LABEL, SNAPSHOT_REF_LABEL } from 
 import { MOUNTPOINTS_NAMESPACE } from '../../../snapshotter/service/rootfs/mountpoints.js';
 import { addImage, type FakeContent, type FakeImages } from '../../support/containerd-fakes.js';
 import { pullFakes, TEST_MOUNTPOINTS } from '../../support/pull-fakes.js';
-import type { FakeSnapshotter } from '../../support/snapshotter-fakes.js';
+import { fakeMountsFs, type FakeSnapshotter } from '../../support/snapshotter-fakes.js';
 
 const NS = 'k8s.io';
 
@@ -33,17 +33,19 @@ async function expectFastPath(p: Promise<unknown>): Promise<void> {
   if (!(outcome instanceof AlreadyExistsError)) throw new Error(`expected the fast path's ALREADY_EXISTS, got ${String(outcome)}`);
 }
 
-function mountpointsId(f: FakeSnapshotter): number {
-  const [layer] = f.store.walk(MOUNTPOINTS_NAMESPACE, []);
+/** The mountpoints layer of the chain whose top layer is `top` (a snapshot name in NS). */
+function mountpointsId(f: FakeSnapshotter, top: string): number {
+  const topId = f.store.getInfo(NS, top).id;
+  const [layer] = f.store.walk(MOUNTPOINTS_NAMESPACE, []).filter((s) => s.name.startsWith(`${topId}/`));
   return f.store.getInfo(MOUNTPOINTS_NAMESPACE, layer!.name).id;
 }
 
 test('a protected image: one overlay, the mountpoints layer over the image layer, no upper dir', async (t) => {
   const { f, content, images } = await pullFakes(t, { protect: ['r/d8/*'] });
   const top = await pull(f, content, images, 'r/d8/ctrl:1', 'ctrl');
-  const mp = mountpointsId(f);
   const layer = f.store.getInfo(NS, top).id;
   const mounts = await f.snapshotter.prepare(NS, `${NS}/5/container-a`, top, {});
+  const mp = mountpointsId(f, top);
   t.deepEqual(mounts, [{ type: 'overlay', source: 'overlay', options: ['index=off', `lowerdir=${f.mounts.mountPoint(mp)}:${f.mounts.mountPoint(layer)}`] }]);
   t.deepEqual(f.snapshotter.mounts(NS, `${NS}/5/container-a`), mounts);
   t.is(f.mounts.references(mp), 1);
@@ -98,16 +100,16 @@ test('read_only = "all": every container is read-only, also without any pattern'
   t.false(mounts[0]!.options.some((o) => o.startsWith('upperdir=')));
   // A read-only active snapshot can still be committed: nothing was written, so the layer is empty.
   await f.snapshotter.commit(NS, 'committed-f', `${NS}/5/container-f`, {});
-  t.is(f.mounts.references(mountpointsId(f)), 0);
+  t.is(f.mounts.references(mountpointsId(f, top)), 0);
 });
 
 test('a restart keeps the mountpoints layer, its references and the read-only mounts', async (t) => {
   const { f, content, images } = await pullFakes(t, { protect: ['r/d8/*'] });
   const top = await pull(f, content, images, 'r/d8/ctrl:1', 'ctrl');
   const mounts = await f.snapshotter.prepare(NS, `${NS}/5/container-g`, top, {});
-  const mp = mountpointsId(f);
+  const mp = mountpointsId(f, top);
   const restarted = await f.restart();
-  t.is(mountpointsId(f), mp, 'the same configuration gives the same layer');
+  t.is(mountpointsId(f, top), mp, 'the same configuration keeps the layer');
   t.is(f.mounts.references(mp), 1);
   t.deepEqual(restarted.mounts(NS, `${NS}/5/container-g`), mounts);
   t.is(f.store.walk(MOUNTPOINTS_NAMESPACE, []).length, 1);
@@ -130,21 +132,50 @@ test('another mountpoints configuration makes a new layer; the old one goes once
   const restart = async (mountpoints: typeof TEST_MOUNTPOINTS | undefined) => {
     const mounts = new MountManager({ dir: f.mounts.dir, layerOf: (id) => mountableLayer(f.layout, f.store, id), mounter: f.mounter, logger: silentLogger });
     const rootfs = new RootfsPolicy({ mode: 'protected', patterns: new ImagePatterns(mountpoints ? ['r/d8/*'] : []), imageLayers: undefined, mountpoints: mountpoints ?? TEST_MOUNTPOINTS, logger: silentLogger });
-    const snapshotter = new Snapshotter({ layout: f.layout, store: f.store, layers: f.layers, mounts, logger: silentLogger, rootfs });
+    const snapshotter = new Snapshotter({ layout: f.layout, store: f.store, layers: f.layers, mounts, logger: silentLogger, rootfs, layerFs: fakeMountsFs });
     await snapshotter.start();
     return snapshotter;
   };
   const names = () => f.store.walk(MOUNTPOINTS_NAMESPACE, []).map((s) => s.name);
   const [first] = names();
-  const next = await restart({ ...TEST_MOUNTPOINTS, files: [...TEST_MOUNTPOINTS.files, '/etc/hostname'] });
-  t.is(names().length, 2, 'the old layer stays while a container stands on it');
+  const changed = { ...TEST_MOUNTPOINTS, files: [...TEST_MOUNTPOINTS.files, '/etc/hostname'] };
+  const next = await restart(changed);
+  t.deepEqual(names(), [first], 'the old layer stays while a container stands on it');
   const mounts = await next.prepare(NS, `${NS}/6/new-config`, top, {});
+  t.is(names().length, 2, 'the new configuration gets its own layer');
   t.false(mounts[0]!.options.some((o) => o.includes(f.mounts.mountPoint(f.store.getInfo(MOUNTPOINTS_NAMESPACE, first!).id))));
   await next.remove(NS, `${NS}/5/old-config`);
-  const again = await restart({ ...TEST_MOUNTPOINTS, files: [...TEST_MOUNTPOINTS.files, '/etc/hostname'] });
-  t.false(names().includes(first!), 'unused now: removed');
+  await next.cleanup();
+  t.false(names().includes(first!), 'unused now: Cleanup removed it');
   t.is(names().length, 1);
-  await again.remove(NS, `${NS}/6/new-config`);
+  await next.remove(NS, `${NS}/6/new-config`);
   await restart(undefined);
   t.deepEqual(names(), [], 'protection turned off: the last one goes too');
+});
+
+test('each layer chain has its own mountpoints layer, built once, kept for the next container, removed with its top layer', async (t) => {
+  const { f, content, images } = await pullFakes(t, { protect: ['r/d8/*'] });
+  const one = await pull(f, content, images, 'r/d8/one:1', 'one');
+  const two = await pull(f, content, images, 'r/d8/two:1', 'two');
+  await Promise.all([
+    f.snapshotter.prepare(NS, `${NS}/5/one-a`, one, {}),
+    f.snapshotter.prepare(NS, `${NS}/6/one-b`, one, {}),
+    f.snapshotter.prepare(NS, `${NS}/7/two-a`, two, {}),
+  ]);
+  const names = () => f.store.walk(MOUNTPOINTS_NAMESPACE, []).map((s) => s.name);
+  t.is(names().length, 2, 'concurrent containers of one chain share one layer');
+  const mpOne = mountpointsId(f, one);
+  t.not(mpOne, mountpointsId(f, two));
+  t.is(f.mounts.references(mpOne), 2);
+  for (const key of ['5/one-a', '6/one-b']) await f.snapshotter.remove(NS, `${NS}/${key}`);
+  t.is(mountpointsId(f, one), mpOne, 'kept: the next container of the image needs it again');
+  await f.snapshotter.prepare(NS, `${NS}/8/one-c`, one, {});
+  t.is(mountpointsId(f, one), mpOne);
+  await f.snapshotter.remove(NS, `${NS}/8/one-c`);
+  await f.snapshotter.remove(NS, one);
+  t.is(names().length, 1, 'gone with its top layer');
+  t.true(names()[0]!.startsWith(`${f.store.getInfo(NS, two).id}/`), "the other chain's stays");
+  t.false(f.mounter.mounted().includes(f.mounts.mountPoint(mpOne)));
+  await t.throwsAsync(f.snapshotter.remove(NS, two), { instanceOf: FailedPreconditionError }, 'the top layer of a running container stays');
+  t.is(names().length, 1);
 });

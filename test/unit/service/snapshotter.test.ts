@@ -152,6 +152,10 @@ test('cleanup drops unknown directories and leftovers, never live ones', async (
   await mkdir(join(f.layout.snapshots, '999'));
   await mkdir(f.layout.upper(base));
   await writeFile(join(f.layout.snapshot(a), '.tmp-layer.erofs.abc'), '');
+  await writeFile(join(f.layout.snapshot(a), '.tmp-erofs-spill-1-abc'), '');
+  // A Commit that died between building the layer and its transaction: the snapshot is still active.
+  await writeFile(f.layout.image(a), 'half');
+  await writeFile(f.layout.hashTree(a), 'half');
   await f.snapshotter.cleanup();
   t.deepEqual((await readdir(f.layout.snapshots)).sort(), [String(a), String(base)].sort());
   t.deepEqual((await readdir(f.layout.snapshot(base))).sort(), ['layer.erofs', 'layer.verity']);
@@ -170,5 +174,41 @@ test('a restart adopts the layer mounts live snapshots need and drops the rest',
   t.deepEqual(f.mounter.mounted(), [f.mounts.mountPoint(base)]);
   t.false(f.mounter.calls.slice(calls).some((c) => c.startsWith('mount ')), 'the live mount was adopted');
   await restarted.remove(NS, 'a');
+  t.deepEqual(f.mounter.mounted(), []);
+});
+
+test('an idle layer mount goes with its layer: Remove unmounts it before deleting the files', async (t) => {
+  const f = await fakeSnapshotter(undefined, { idleGraceMs: 60_000 });
+  t.teardown(() => f.dispose());
+  await layer(f, 'base', '', []);
+  await layer(f, 'top', 'base', []);
+  const base = f.store.getInfo(NS, 'base').id;
+  t.deepEqual(f.mounter.mounted(), [f.mounts.mountPoint(base)], 'idle after the Commit of top released it');
+  await f.snapshotter.remove(NS, 'top');
+  t.deepEqual(f.mounter.mounted(), [f.mounts.mountPoint(base)]);
+  await f.snapshotter.remove(NS, 'base');
+  t.deepEqual(f.mounter.mounted(), []);
+  t.deepEqual(await readdir(f.layout.snapshots), []);
+});
+
+test('idle layer mounts: kept across Prepares and Cleanup, dropped at close; a restart adopts none of them', async (t) => {
+  const f = await fakeSnapshotter(undefined, { idleGraceMs: 60_000 });
+  t.teardown(() => f.dispose());
+  await layer(f, 'base', '', []);
+  const base = f.store.getInfo(NS, 'base').id;
+  const mounts = () => f.mounter.calls.filter((c) => c.startsWith('mount ')).length;
+  await f.snapshotter.prepare(NS, 'a', 'base', {});
+  await f.snapshotter.remove(NS, 'a');
+  // containerd calls Cleanup after every garbage collection, e.g. after removing a container.
+  await f.snapshotter.cleanup();
+  await f.snapshotter.prepare(NS, 'b', 'base', {});
+  t.is(mounts(), 1, 'the idle layer was reused');
+  await f.snapshotter.remove(NS, 'b');
+  t.deepEqual(f.mounter.mounted(), [f.mounts.mountPoint(base)]);
+  await f.restart();
+  t.deepEqual(f.mounter.mounted(), [], 'an idle mount found at start-up (a crash) is unmounted');
+  await f.snapshotter.prepare(NS, 'd', 'base', {});
+  await f.snapshotter.remove(NS, 'd');
+  await f.snapshotter.close();
   t.deepEqual(f.mounter.mounted(), []);
 });

@@ -119,3 +119,77 @@ test('restore survives a layer that cannot be mounted and tries again on the nex
   t.deepEqual(mounter.mounted(), [manager.mountPoint(1)]);
   t.is(manager.references(1), 2);
 });
+
+/** A manager whose idle layers stay mounted for `idleGraceMs`. */
+function lazy(t: ExecutionContext, idleGraceMs: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'mounts-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const mounter = new FakeMounter();
+  const manager = new MountManager({ dir, layerOf: (id) => fakeLayer(id), mounter, logger: silentLogger, idleGraceMs });
+  const mounts = () => mounter.calls.filter((c) => c.startsWith('mount')).length;
+  return { dir, mounter, manager, mounts };
+}
+
+test('an idle layer stays mounted for its next user: a deep unpack mounts each layer once', async (t) => {
+  const { mounter, manager, mounts } = lazy(t, 60_000);
+  // An unpack of layer n stands on layers 1..n-1; its Commit releases them before layer n+1 is prepared.
+  for (let n = 2; n <= 20; n++) {
+    const below = Array.from({ length: n - 1 }, (_, i) => n - 1 - i);
+    await manager.acquire(below);
+    await manager.release(below);
+  }
+  t.is(mounts(), 19, 'one mount per layer, not one per layer and unpack');
+  t.is(mounter.mounted().length, 19);
+  t.is(manager.references(1), 0);
+  await manager.sweep();
+  t.is(mounter.mounted().length, 19, 'Cleanup keeps layers in their grace period');
+  await manager.close();
+  t.deepEqual(mounter.mounted(), [], 'shutdown drops idle layers');
+});
+
+test('an idle layer is unmounted when its grace period ends, unless a user came back', async (t) => {
+  const { mounter, manager, mounts } = lazy(t, 30);
+  await manager.acquire([1, 2]);
+  await manager.release([1, 2]);
+  await manager.acquire([2]);
+  await new Promise((resolve) => setTimeout(resolve, 80));
+  t.deepEqual(mounter.mounted(), [manager.mountPoint(2)], 'layer 1 went idle and was unmounted; layer 2 is in use');
+  t.is(mounts(), 2);
+  await manager.release([2]);
+  await new Promise((resolve) => setTimeout(resolve, 80));
+  t.deepEqual(mounter.mounted(), []);
+});
+
+test('close() unmounts idle layers and keeps referenced ones for their containers', async (t) => {
+  const { mounter, manager } = lazy(t, 60_000);
+  await manager.acquire([1, 2]);
+  await manager.release([1]);
+  await manager.close();
+  t.deepEqual(mounter.mounted(), [manager.mountPoint(2)]);
+});
+
+test('forget() unmounts an idle layer at once (its files are being removed); a failed unmount is left to sweep', async (t) => {
+  const { mounter, manager } = lazy(t, 60_000);
+  await manager.acquire([1, 2]);
+  await manager.release([1, 2]);
+  await manager.forget(1);
+  t.deepEqual(mounter.mounted(), [manager.mountPoint(2)]);
+  const unmount = mounter.unmount.bind(mounter);
+  mounter.unmount = async () => {
+    throw new Error('EBUSY');
+  };
+  await manager.forget(2);
+  t.deepEqual(mounter.mounted(), [manager.mountPoint(2)]);
+  mounter.unmount = unmount;
+  await manager.sweep();
+  t.deepEqual(mounter.mounted(), []);
+});
+
+test('a layer no new user could take (corrupted device, a plain mount under required) is unmounted at once, not kept idle', async (t) => {
+  const { mounter, manager } = lazy(t, 60_000);
+  const refused = new Set([1]);
+  Object.assign(mounter, { reusable: async (layer: { id: number }) => !refused.has(layer.id) });
+  await manager.acquire([1, 2]);
+  await manager.release([1, 2]);
+  t.deepEqual(mounter.mounted(), [manager.mountPoint(2)]);
+});
