@@ -21,7 +21,7 @@ export function registerLayerVerity(program: Command): void {
     .argument('<file>', 'the data: an EROFS image or any file whose size is a positive multiple of 4096')
     .option('--hash-file <path>', 'write the hash tree here (replaced atomically; no superblock)')
     .option('--salt <hex>', 'salt in hex, or - for none', verityParams.saltHex)
-    .option('--workers <n>', 'threads hashing data blocks (0 = this thread; the result is the same) (default: cores, at most 2)')
+    .option('--workers <n>', '0 or 1: hash in this thread; 2: add a hashing thread beside it (the result is the same) (default: 2 on a machine with two cores or more)')
     .option('--json', 'print {"rootHash","salt","dataBlocks","hashBlocks","hashFile"} instead of the root hash')
     .addHelpText(
       'after',
@@ -53,7 +53,7 @@ Examples:
     );
 }
 
-/** Two workers keep both cores of a small node busy; more only adds messaging. */
+/** A hashing thread beside this one keeps both cores of a small node busy; more would only add messaging. */
 function defaultWorkers(): number {
   return Math.min(2, availableParallelism());
 }

@@ -9,10 +9,17 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TEMP_MARKER } from '../core/atomic-file.js';
 import { InternalError, SystemCallError } from '../core/errors.js';
 
 /** Appends are gathered into writes of this size. */
 const WRITE_BUFFER = 1 << 20;
+/**
+ * Appends at least this big are written straight from the caller's memory:
+ * gathering them would only add a copy (most of a layer's bytes come as large
+ * slices of the decompressor's output).
+ */
+const DIRECT_WRITE = 64 << 10;
 
 export class DataSpill {
   private readonly fd: number;
@@ -29,7 +36,8 @@ export class DataSpill {
 
   /** Opens an anonymous temp file in `dir` (the OS temp dir by default). */
   static create(dir: string = tmpdir()): DataSpill {
-    const path = join(dir, `.erofs-spill-${process.pid}-${randomBytes(6).toString('hex')}`);
+    // TEMP_MARKER: if the process dies between open and unlink, start-up cleanup knows the name.
+    const path = join(dir, `${TEMP_MARKER}erofs-spill-${process.pid}-${randomBytes(6).toString('hex')}`);
     const fd = attempt('open', dir, () => openSync(path, 'wx+', 0o600));
     try {
       attempt('unlink', dir, () => unlinkSync(path));
@@ -47,6 +55,11 @@ export class DataSpill {
 
   append(chunk: Uint8Array): void {
     this.assertOpen();
+    if (chunk.length >= DIRECT_WRITE) {
+      this.flush();
+      this.writeAt(chunk, chunk.length);
+      return;
+    }
     let from = 0;
     while (from < chunk.length) {
       if (this.pendingLength === WRITE_BUFFER) this.flush();
@@ -79,12 +92,17 @@ export class DataSpill {
   }
 
   private flush(): void {
-    let done = 0;
-    while (done < this.pendingLength) {
-      done += attempt('write', this.dir, () => writeSync(this.fd, this.pending, done, this.pendingLength - done, this.written + done));
-    }
-    this.written += this.pendingLength;
+    this.writeAt(this.pending, this.pendingLength);
     this.pendingLength = 0;
+  }
+
+  /** Writes the first `length` bytes of `bytes` at the end of what is written. */
+  private writeAt(bytes: Uint8Array, length: number): void {
+    let done = 0;
+    while (done < length) {
+      done += attempt('write', this.dir, () => writeSync(this.fd, bytes, done, length - done, this.written + done));
+    }
+    this.written += length;
   }
 
   private assertOpen(): void {

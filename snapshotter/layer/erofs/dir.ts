@@ -7,17 +7,17 @@ import type { ByteString } from '../tar/entry.js';
 import { BLOCK_SIZE, DIRENT, FileType, writeName, writeStruct } from './format.js';
 import type { Inode } from './tree.js';
 
-export interface DirEntry {
-  readonly name: ByteString;
-  readonly type: FileType;
-  readonly inode: Inode;
-  /** Filled in when the directory is written (layout.ts); 0 if the inode was never placed. */
-  nid: number;
-}
-
+/**
+ * A directory's entries in dirent order, kept as parallel arrays rather than
+ * an object per entry: every inode of a layer is an entry somewhere, and the
+ * listings live from layout until the image is written.
+ */
 export class DirectoryListing {
-  /** Entries in dirent order. */
-  readonly entries: readonly DirEntry[];
+  readonly names: readonly ByteString[];
+  readonly inodes: readonly Inode[];
+  readonly types: readonly FileType[];
+  /** Filled in when the directory is written (layout.ts); 0 if the inode was never placed. */
+  readonly nids: number[];
   /** Index of the first entry of each block; the last block may be a partial tail. */
   readonly blockStarts: readonly number[];
   /** i_size: every block but the last counts as a full block. */
@@ -25,13 +25,13 @@ export class DirectoryListing {
 
   constructor(dir: Inode) {
     const contents = dir.dir!;
-    const entries: DirEntry[] = [];
+    const entries: { name: ByteString; type: FileType; inode: Inode }[] = [];
     for (const parent of contents.dotdots) {
-      entries.push({ name: '.', type: FileType.Directory, inode: dir, nid: 0 });
-      entries.push({ name: '..', type: FileType.Directory, inode: parent, nid: 0 });
+      entries.push({ name: '.', type: FileType.Directory, inode: dir });
+      entries.push({ name: '..', type: FileType.Directory, inode: parent });
     }
     for (const [name, d] of contents.children) {
-      entries.push({ name, type: d.type, inode: d.inode!, nid: 0 });
+      entries.push({ name, type: d.type, inode: d.inode! });
     }
     // Byte order (memcmp, shorter prefix first): the strings hold one byte per char. '.' and '..' sort like any name.
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -48,9 +48,17 @@ export class DirectoryListing {
       }
       used += len;
     });
-    this.entries = entries;
+    this.names = entries.map((e) => e.name);
+    this.inodes = entries.map((e) => e.inode);
+    // Plain arrays: a typed array costs ~150 bytes of objects before its first element, and most directories are small.
+    this.types = entries.map((e) => e.type);
+    this.nids = entries.map(() => 0);
     this.blockStarts = blockStarts;
     this.size = size + used;
+  }
+
+  get length(): number {
+    return this.names.length;
   }
 
   /** Blocks stored apart from the inode. */
@@ -66,7 +74,7 @@ export class DirectoryListing {
   /** Number of entries that are directories (nlink of the directory, with '.' and '..'). */
   get subdirectoryLinks(): number {
     let n = 0;
-    for (const e of this.entries) if (e.type === FileType.Directory) n++;
+    for (const type of this.types) if (type === FileType.Directory) n++;
     return n;
   }
 
@@ -74,13 +82,13 @@ export class DirectoryListing {
   writeBlock(index: number, into: Uint8Array, at: number): void {
     const view = new DataView(into.buffer, into.byteOffset, into.byteLength);
     const from = this.blockStarts[index]!;
-    const to = this.blockStarts[index + 1] ?? this.entries.length;
+    const to = this.blockStarts[index + 1] ?? this.names.length;
     let nameoff = (to - from) * DIRENT.size;
     for (let i = from; i < to; i++) {
-      const e = this.entries[i]!;
-      writeStruct(view, at + (i - from) * DIRENT.size, DIRENT, { nid: e.nid, nameoff, file_type: e.type });
-      writeName(into, at + nameoff, e.name);
-      nameoff += e.name.length;
+      const name = this.names[i]!;
+      writeStruct(view, at + (i - from) * DIRENT.size, DIRENT, { nid: this.nids[i]!, nameoff, file_type: this.types[i]! });
+      writeName(into, at + nameoff, name);
+      nameoff += name.length;
     }
   }
 }

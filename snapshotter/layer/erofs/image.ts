@@ -4,6 +4,7 @@
  * from the spill. Block 0 comes first and already carries the superblock
  * checksum, so callers can hash and write the image in one pass.
  */
+import { InternalError } from '../../core/errors.js';
 import type { DataSpill } from '../spill.js';
 import { crc32c } from './checksum.js';
 import {
@@ -33,6 +34,12 @@ export interface ErofsImage {
    * iteration step.
    */
   chunks(): Generator<Uint8Array>;
+  /**
+   * The image bytes [start, start + into.length), whole blocks, into `into`
+   * (any memory, e.g. a shared slot). Block 0 already carries the superblock
+   * checksum, so callers can hash and write front to back as they go.
+   */
+  render(start: number, into: Uint8Array): void;
 }
 
 export interface ImageOptions {
@@ -60,23 +67,51 @@ export class PlannedImage implements ErofsImage {
 
   *chunks(): Generator<Uint8Array> {
     const buffer = new Uint8Array(Math.min(CHUNK_SIZE, this.bytes));
-    const extents = this.plan.extents;
-    let first = 0;
     for (let start = 0; start < this.bytes; start += buffer.length) {
       const chunk = buffer.subarray(0, Math.min(buffer.length, this.bytes - start));
-      chunk.fill(0);
-      const end = start + chunk.length;
-      for (let i = first; i < extents.length && extents[i]!.pos < end; i++) {
-        this.render(extents[i]!, chunk, start);
-      }
-      while (first < extents.length && extents[first]!.pos + extentLength(extents[first]!) <= end) first++;
-      if (start === 0) this.writeSuperblock(chunk);
+      this.render(start, chunk);
       yield chunk;
     }
   }
 
+  render(start: number, into: Uint8Array): void {
+    const end = start + into.length;
+    if (start < 0 || end > this.bytes || start % BLOCK_SIZE !== 0 || into.length % BLOCK_SIZE !== 0) {
+      throw new InternalError(`EROFS image range ${start}..${end} is not whole blocks within 0..${this.bytes}`);
+    }
+    const extents = this.plan.extents;
+    // Everything but file data is zeroed first (metadata is rendered into zeroed memory); file data
+    // overwrites its range whole, and most of an image is file data.
+    let zeroFrom = start;
+    for (let i = this.firstExtentEndingAfter(start); i < extents.length && extents[i]!.pos < end; i++) {
+      const extent = extents[i]!;
+      if (extent.kind !== 'file') continue;
+      zero(into, zeroFrom - start, extent.pos - start);
+      zeroFrom = Math.min(end, extent.pos + extent.length);
+    }
+    zero(into, zeroFrom - start, into.length);
+    for (let i = this.firstExtentEndingAfter(start); i < extents.length && extents[i]!.pos < end; i++) {
+      this.renderExtent(extents[i]!, into, start);
+    }
+    if (start === 0) this.writeSuperblock(into);
+  }
+
+  /** Extents are sorted and do not overlap, so their ends are sorted too: a binary search finds the first to render. */
+  private firstExtentEndingAfter(position: number): number {
+    const extents = this.plan.extents;
+    let low = 0;
+    let high = extents.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      const e = extents[mid]!;
+      if (e.pos + extentLength(e) <= position) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
   /** Writes the part of `extent` that falls into `chunk`, which starts at image offset `start`. */
-  private render(extent: Extent, chunk: Uint8Array, start: number): void {
+  private renderExtent(extent: Extent, chunk: Uint8Array, start: number): void {
     const length = extentLength(extent);
     const from = Math.max(extent.pos, start);
     const to = Math.min(extent.pos + length, start + chunk.length);
@@ -169,4 +204,14 @@ export class PlannedImage implements ErofsImage {
     const crc = crc32c(0xffffffff, block0.subarray(SUPER_OFFSET, BLOCK_SIZE));
     view.setUint32(SUPER_OFFSET + SUPER_BLOCK.fields.checksum.offset, crc, true);
   }
+}
+
+const ZEROS = new Uint8Array(BLOCK_SIZE);
+
+/**
+ * Zeroes into[from, to). Copying from zeros, not fill(): on memory backed by a
+ * SharedArrayBuffer, V8's fill() stores element by element (~7× slower here).
+ */
+function zero(into: Uint8Array, from: number, to: number): void {
+  for (let at = Math.max(0, from); at < to; at += ZEROS.length) into.set(ZEROS.subarray(0, Math.min(ZEROS.length, to - at)), at);
 }

@@ -95,14 +95,18 @@ export function extentLength(extent: Extent): number {
   }
 }
 
-/** A PlacedInode while the planner works on it. */
+/**
+ * A PlacedInode while the planner works on it. One exists per inode until the
+ * image is written, so it keeps few fields: what can be derived is a getter,
+ * and the block address is kept as a small integer (-1 for NULL_ADDR) because
+ * a u32 above 2^31 would make V8 box the field in every instance.
+ */
 class Placement implements PlacedInode {
-  readonly kind = 'inode';
   pos = 0;
   nid = 0;
   ino = 0;
   layout = DataLayout.FlatPlain;
-  blkaddr = 0;
+  private block = 0;
   inlineSize = 0;
   inodeRes: Reservation | undefined;
   dataRes: Reservation | undefined;
@@ -114,11 +118,34 @@ class Placement implements PlacedInode {
     readonly inode: Inode,
     readonly extended: boolean,
     readonly nlink: number,
-    readonly size: number,
-    readonly xattrs: readonly Xattr[],
     readonly xattrSize: number,
     readonly listing: DirectoryListing | undefined,
   ) {}
+
+  get kind(): 'inode' {
+    return 'inode';
+  }
+
+  get blkaddr(): number {
+    return this.block < 0 ? NULL_ADDR : this.block;
+  }
+
+  set blkaddr(address: number) {
+    this.block = address === NULL_ADDR ? -1 : address;
+  }
+
+  get size(): number {
+    return this.listing ? this.listing.size : this.inode.size;
+  }
+
+  get xattrs(): readonly Xattr[] {
+    return xattrsOf(this.inode);
+  }
+}
+
+/** The xattrs an inode is written with: a directory holding whiteouts also gets trusted.overlay.origin. */
+function xattrsOf(inode: Inode): readonly Xattr[] {
+  return inode.whiteouts ? [...inode.xattrs, OVERLAY_ORIGIN] : inode.xattrs;
 }
 
 export function planImage(root: Inode): ImagePlan {
@@ -129,6 +156,7 @@ class Planner {
   private readonly allocator = new BlockAllocator();
   private readonly placed = new Map<Inode, Placement>();
   private readonly extents: Extent[] = [];
+  private lastFileExtent: { readonly kind: 'file'; readonly pos: number; readonly dataOffset: number; length: number } | undefined;
   private inos = 0;
   private featureCompat = FEATURE_COMPAT_SB_CHKSUM | FEATURE_COMPAT_MTIME;
 
@@ -148,10 +176,13 @@ class Planner {
       const dir = queue.pop()!;
       const subdirs: Inode[] = [];
       // An inode is visited once: the first of its hard links in this walk places it.
-      for (const e of this.placed.get(dir)!.listing!.entries) {
-        if (e.name === '.' || e.name === '..' || this.placed.has(e.inode)) continue;
-        this.handle(e.inode);
-        if (e.inode.isDirectory) subdirs.push(e.inode);
+      const listing = this.placed.get(dir)!.listing!;
+      for (let i = 0; i < listing.length; i++) {
+        const name = listing.names[i]!;
+        const inode = listing.inodes[i]!;
+        if (name === '.' || name === '..' || this.placed.has(inode)) continue;
+        this.handle(inode);
+        if (inode.isDirectory) subdirs.push(inode);
       }
       for (let i = subdirs.length - 1; i >= 0; i--) queue.push(subdirs[i]!);
       this.writeDirectory(dir);
@@ -173,19 +204,21 @@ class Planner {
   private handle(inode: Inode): void {
     // With -T every mtime is the build time, so only sizes, ids and link counts force the 64-byte form.
     const extended = inode.size > U32_MAX || inode.uid > U16_MAX || inode.gid > U16_MAX || inode.nlink > U16_MAX;
-    const xattrs = inode.whiteouts ? [...inode.xattrs, OVERLAY_ORIGIN] : inode.xattrs;
+    const xattrs = xattrsOf(inode);
     const xattrSize = xattrBodySize(xattrs);
     if (xattrSize > MAX_XATTR_BODY) throw new LayerFormatError(`an inode carries ${xattrSize} bytes of xattrs, more than ${MAX_XATTR_BODY}`);
     if (xattrSize > 0 && nameFilter(xattrs) !== 0) this.featureCompat |= FEATURE_COMPAT_XATTR_FILTER;
 
     const listing = inode.isDirectory ? new DirectoryListing(inode) : undefined;
+    // The listing holds all later steps need of the directory; dropping the name map now keeps one copy of the names.
+    if (listing) inode.dir = undefined;
     let nlink = inode.nlink;
     if (listing) {
       // A compact inode cannot count more links; mkfs writes 1 rather than switch forms.
       nlink = listing.subdirectoryLinks;
       if (nlink > U16_MAX && !extended) nlink = 1;
     }
-    const p = new Placement(inode, extended, nlink, listing ? listing.size : inode.size, xattrs, xattrSize, listing);
+    const p = new Placement(inode, extended, nlink, xattrSize, listing);
     this.placed.set(inode, p);
 
     const type = inode.mode & S_IFMT;
@@ -275,8 +308,19 @@ class Planner {
 
   private pushData(p: Placement, pos: number, from: number, length: number): void {
     const inode = p.inode;
-    if (inode.symlink !== undefined) this.extents.push({ kind: 'symlink', pos, target: inode.symlink.slice(from, from + length) });
-    else this.extents.push({ kind: 'file', pos, dataOffset: inode.dataOffset + from, length });
+    if (inode.symlink !== undefined) {
+      this.extents.push({ kind: 'symlink', pos, target: inode.symlink.slice(from, from + length) });
+      return;
+    }
+    const dataOffset = inode.dataOffset + from;
+    // A tail in the block right after the file's whole blocks continues their extent: one extent per file, not two.
+    const last = this.lastFileExtent;
+    if (last && last.pos + last.length === pos && last.dataOffset + last.length === dataOffset) {
+      last.length += length;
+      return;
+    }
+    this.lastFileExtent = { kind: 'file', pos, dataOffset, length };
+    this.extents.push(this.lastFileExtent);
   }
 
   /** erofs_write_dir_file: whole dirent blocks, then the nids of every entry, then the tail. */
@@ -284,7 +328,7 @@ class Planner {
     const p = this.placed.get(dir)!;
     const listing = p.listing!;
     this.allocateData(p, listing.fullBlocks);
-    for (const e of listing.entries) e.nid = this.lookupNid(e.inode);
+    for (let i = 0; i < listing.length; i++) listing.nids[i] = this.lookupNid(listing.inodes[i]!);
     for (let k = 0; k < listing.fullBlocks; k++) {
       this.extents.push({ kind: 'dirents', pos: (p.blkaddr + k) * BLOCK_SIZE, listing, block: k });
     }

@@ -31,6 +31,7 @@ import { MAX_XATTR_BODY, OVERLAY_OPAQUE, xattrBodySize, xattrProblem, type Xattr
 
 /** Largest u32 (uid, gid). */
 const MAX_ID = 0xffffffff;
+const ID_FIELDS = ['uid', 'gid'] as const;
 /** A file may not need more blocks than a 32-bit block address can reach. */
 const MAX_FILE_SIZE = 0xffffffff * 4096;
 
@@ -58,7 +59,8 @@ export class Inode {
   symlink: ByteString | undefined;
   /** Offset of a regular file's data in the spill, -1 without data. */
   dataOffset = -1;
-  readonly xattrs: Xattr[] = [];
+  /** Shared and never mutated: most inodes have none, and an array each would cost 32 bytes per inode. */
+  xattrs: readonly Xattr[] = NO_XATTRS;
   /** Directly contains a whiteout: gets trusted.overlay.origin when dumped. */
   whiteouts = false;
   dir: DirectoryContents | undefined;
@@ -85,6 +87,17 @@ export class Dentry {
 }
 
 const u32 = (n: number): number => n >>> 0;
+
+const NO_XATTRS: readonly Xattr[] = Object.freeze([]);
+
+/**
+ * A copy of `name` that stands alone. V8 makes a slice of 13 or more chars a
+ * view that keeps the whole string alive; a name kept in the tree would hold
+ * its entry's full path for the life of the tree.
+ */
+function ownName(name: ByteString): ByteString {
+  return name.length < 13 ? name : Buffer.from(name, 'latin1').toString('latin1');
+}
 
 /** erofs_init_empty_dir: a '.'/'..' pair and nlink 2. */
 function initEmptyDir(inode: Inode): void {
@@ -159,7 +172,7 @@ export class LayerTree {
     } else if (opaque) {
       // 1.8.10 does not read past the marker's data and takes the rest of the archive for garbage.
       if (entry.size > 0) fail(`opaque marker with ${entry.size} bytes of data`, 'an opaque marker is an empty file');
-      d.inode!.xattrs.push(OVERLAY_OPAQUE);
+      d.inode!.xattrs = [...d.inode!.xattrs, OVERLAY_OPAQUE];
       return undefined;
     } else if (entry.type === 'hardlink') {
       this.link(d, entry, fail);
@@ -219,7 +232,7 @@ export class LayerTree {
       if (inode.dir) fail('a directory is listed again after its subdirectories were replaced', 'write each path once per layer');
       initEmptyDir(inode);
     }
-    inode.xattrs.push(...entry.xattrs);
+    if (entry.xattrs.length > 0) inode.xattrs = [...inode.xattrs, ...entry.xattrs];
     const xattrSize = xattrBodySize(inode.xattrs);
     if (xattrSize > MAX_XATTR_BODY) fail(`${xattrSize} bytes of xattrs on one inode, more than ${MAX_XATTR_BODY}`);
     return takesData ? inode : undefined;
@@ -285,7 +298,7 @@ export class LayerTree {
           d = this.mkdir(pwd, name);
         } else {
           d = new Dentry(FileType.Unknown, pwd);
-          pwd.dir!.children.set(name, d);
+          pwd.dir!.children.set(ownName(name), d);
         }
         pwd = d.inode!;
       }
@@ -304,7 +317,7 @@ export class LayerTree {
     inode.gid = parent.gid;
     initEmptyDir(inode);
     const d = new Dentry(FileType.Directory, inode);
-    parent.dir!.children.set(name, d);
+    parent.dir!.children.set(ownName(name), d);
     return d;
   }
 
@@ -321,7 +334,8 @@ export class LayerTree {
     if (kind.kind === 'whiteout' && (kind.target === '' || kind.target === '.' || kind.target === '..')) {
       fail(`whiteout ${JSON.stringify(last)} names no file`);
     }
-    for (const [what, value] of [['uid', entry.uid], ['gid', entry.gid]] as const) {
+    for (const what of ID_FIELDS) {
+      const value = entry[what];
       if (!Number.isInteger(value) || value < 0 || value > MAX_ID) fail(`${what} ${value} is not a 32-bit id`);
     }
     if (!Number.isInteger(entry.mode) || entry.mode < 0 || entry.mode > 0o7777) fail(`mode ${entry.mode} has bits beyond 07777`);
@@ -342,8 +356,15 @@ export class LayerTree {
 function checkPath(path: ByteString, what: string, fail: (message: string, hint?: string) => never): void {
   if (path.startsWith('/')) fail(`${what} is absolute`, 'layer paths are relative to the layer root');
   if (path.includes('\0')) fail(`${what} contains a NUL byte`);
-  for (const name of path.split('/')) {
-    if (name === '..') fail(`${what} has a ".." component`, 'layer paths may not climb out of their directory');
-    if (name.length > NAME_LEN) fail(`${what} has a component of ${name.length} bytes`, `names are at most ${NAME_LEN} bytes`);
+  // Component by component without split(): this runs for every entry.
+  for (let start = 0; start <= path.length; ) {
+    const slash = path.indexOf('/', start);
+    const end = slash < 0 ? path.length : slash;
+    const length = end - start;
+    if (length === 2 && path.charCodeAt(start) === 0x2e && path.charCodeAt(start + 1) === 0x2e) {
+      fail(`${what} has a ".." component`, 'layer paths may not climb out of their directory');
+    }
+    if (length > NAME_LEN) fail(`${what} has a component of ${length} bytes`, `names are at most ${NAME_LEN} bytes`);
+    start = end + 1;
   }
 }

@@ -19,16 +19,14 @@ import {
   isNotFound,
 } from '../../core/errors.js';
 import { SaltedDigest } from './block-hash.js';
-import { HashPool, type HashBatchResult } from './hash-pool.js';
+import { HashThread, RING_BYTES, SLOT_BYTES } from '../hash-thread.js';
 import { dataBlocksOf, verityTreeLayout, type VerityTreeLayout } from './layout.js';
 import { checkSalt, pinnedSalt, saltToHex, verityParams } from './params.js';
 
 const { dataBlockBytes, hashBlockBytes, digestBytes } = verityParams;
 
-/** Data sent to a worker at once: big enough that messaging costs little, small enough to keep memory flat. */
-const BATCH_BYTES = 1 << 20;
-/** Batches each worker may have queued, so one is ready when it finishes the other. */
-const BATCHES_PER_WORKER = 2;
+/** Bytes read from a file at once (verityOfFile). */
+const READ_BYTES = 1 << 20;
 /** Blocks hashed in-thread per call into the levels, bounding the digest scratch buffer. */
 const SCRATCH_BLOCKS = 256;
 const MAX_WORKERS = 64;
@@ -51,7 +49,13 @@ export interface VerityTreeOptions {
   salt?: Uint8Array;
   /** Where to write the hash tree (temp name, fsync, rename in finish()); omitted = root hash only. */
   hashFile?: string;
-  /** Worker threads hashing data blocks; 0 or 1 = in the calling thread. The result is the same either way. */
+  /**
+   * 0 or 1: data blocks are hashed in the calling thread. 2 or more: by a
+   * HashThread, with the calling thread taking blocks whenever that thread
+   * falls behind, which keeps two cores busy; more threads only added
+   * messaging and memory (an isolate each) on the 2-core nodes this runs on.
+   * The result is the same either way.
+   */
   workers?: number;
 }
 
@@ -69,17 +73,12 @@ export class VerityTreeBuilder {
   private received = 0;
   private state: 'open' | 'busy' | 'finished' | 'failed' = 'open';
 
-  /** In-thread hashing: a block split across chunks waits here for its rest. */
+  /** A block split across chunks waits here for its rest. */
   private readonly partial = new Uint8Array(dataBlockBytes);
   private partialBytes = 0;
   private readonly scratch = new Uint8Array(SCRATCH_BLOCKS * digestBytes);
-
-  /** Worker hashing: the batch being filled, batches in flight (in data order) and buffers back from workers. */
-  private pool: HashPool | undefined;
-  private batch: Uint8Array | undefined;
-  private batchBytes = 0;
-  private readonly inFlight: Promise<HashBatchResult>[] = [];
-  private readonly spareBuffers: ArrayBuffer[] = [];
+  /** workers >= 2: started with the first data. */
+  private thread: HashThread | undefined;
 
   constructor(options: VerityTreeOptions) {
     this.dataBytes = options.dataBytes;
@@ -100,13 +99,7 @@ export class VerityTreeBuilder {
   update(chunk: Uint8Array): void | Promise<void> {
     this.enter();
     try {
-      if (this.received + chunk.length > this.dataBytes) {
-        throw new InvalidArgumentError(
-          `dm-verity data overran its announced size of ${this.dataBytes} bytes (${this.received + chunk.length} bytes given)`,
-          { hint: 'pass dataBytes equal to the exact size of the data that will be fed' },
-        );
-      }
-      this.received += chunk.length;
+      this.count(chunk.length);
       if (this.workers < 2) {
         this.hashInThread(chunk);
         this.state = 'open';
@@ -115,12 +108,33 @@ export class VerityTreeBuilder {
     } catch (err) {
       this.failNow(err);
     }
-    return this.feedPool(chunk).then(
+    return this.feedThread(chunk).then(
       () => {
         if (this.state === 'busy') this.state = 'open';
       },
       (err: unknown) => this.failNow(err),
     );
+  }
+
+  /**
+   * Feeds the digests of the next data blocks instead of their bytes, for a
+   * caller that hashed them elsewhere (HashThread) with this builder's salt:
+   * sha256(salt || block) per block, in data order. Not after update() left
+   * a partial block.
+   */
+  updateDigests(digests: Uint8Array): void {
+    this.enter();
+    try {
+      const bytes = (digests.length / digestBytes) * dataBlockBytes;
+      if (digests.length % digestBytes !== 0 || this.partialBytes > 0 || this.thread !== undefined) {
+        throw new InternalError('dm-verity digests fed after a partial block or while a hashing thread has data');
+      }
+      this.count(bytes);
+      this.levels.add(0, digests);
+      this.state = 'open';
+    } catch (err) {
+      this.failNow(err);
+    }
   }
 
   async finish(): Promise<VerityResult> {
@@ -131,10 +145,9 @@ export class VerityTreeBuilder {
           hint: 'the data source was truncated, or dataBytes was wrong',
         });
       }
-      if (this.batchBytes > 0) await this.dispatchBatch();
-      while (this.inFlight.length > 0) await this.collectOldest();
+      await this.thread?.drain();
       const root = this.levels.finish();
-      await this.pool?.close();
+      await this.thread?.close();
       this.output?.commit();
       this.state = 'finished';
       return {
@@ -154,7 +167,7 @@ export class VerityTreeBuilder {
   async abort(): Promise<void> {
     if (this.state !== 'finished') this.state = 'failed';
     this.output?.abort();
-    await this.pool?.close();
+    await this.thread?.close();
   }
 
   private enter(): void {
@@ -171,6 +184,16 @@ export class VerityTreeBuilder {
     this.state = 'busy';
   }
 
+  private count(bytes: number): void {
+    if (this.received + bytes > this.dataBytes) {
+      throw new InvalidArgumentError(
+        `dm-verity data overran its announced size of ${this.dataBytes} bytes (${this.received + bytes} bytes given)`,
+        { hint: 'pass dataBytes equal to the exact size of the data that will be fed' },
+      );
+    }
+    this.received += bytes;
+  }
+
   /** Cleans up without waiting for the workers to stop, so the error reaches the caller at once. */
   private failNow(err: unknown): never {
     this.abort().catch(() => undefined);
@@ -178,55 +201,42 @@ export class VerityTreeBuilder {
   }
 
   private hashInThread(chunk: Uint8Array): void {
+    for (const blocks of this.blockRuns(chunk, SCRATCH_BLOCKS * dataBlockBytes)) {
+      this.hasher.digestBlocks(blocks, this.scratch);
+      this.levels.add(0, this.scratch.subarray(0, (blocks.length / dataBlockBytes) * digestBytes));
+    }
+  }
+
+  private async feedThread(chunk: Uint8Array): Promise<void> {
+    let thread = this.thread;
+    if (!thread) {
+      thread = this.thread = HashThread.start(this.salt);
+      if (this.dataBytes > RING_BYTES) thread.warm();
+    }
+    const toLevels = { blockDigests: (digests: Uint8Array) => this.levels.add(0, digests) };
+    // Digests come back in job order, and jobs are submitted in data order.
+    for (const blocks of this.blockRuns(chunk, SLOT_BYTES)) await thread.submit(blocks.length, (slot) => slot.set(blocks), toLevels);
+  }
+
+  /**
+   * The data as runs of whole blocks, at most `limit` bytes each: first the
+   * block completed from the previous chunk's rest, then this chunk's whole
+   * blocks; its own rest waits in `partial`. Use each run before the next.
+   */
+  private *blockRuns(chunk: Uint8Array, limit: number): Generator<Uint8Array> {
     let at = 0;
     if (this.partialBytes > 0) {
       at = Math.min(chunk.length, dataBlockBytes - this.partialBytes);
       this.partial.set(chunk.subarray(0, at), this.partialBytes);
       this.partialBytes += at;
       if (this.partialBytes < dataBlockBytes) return;
-      this.hashBlocksInThread(this.partial);
+      yield this.partial;
       this.partialBytes = 0;
     }
     const wholeEnd = at + Math.floor((chunk.length - at) / dataBlockBytes) * dataBlockBytes;
-    for (let from = at; from < wholeEnd; from += SCRATCH_BLOCKS * dataBlockBytes) {
-      this.hashBlocksInThread(chunk.subarray(from, Math.min(wholeEnd, from + SCRATCH_BLOCKS * dataBlockBytes)));
-    }
+    for (let from = at; from < wholeEnd; from += limit) yield chunk.subarray(from, Math.min(wholeEnd, from + limit));
     this.partial.set(chunk.subarray(wholeEnd));
     this.partialBytes = chunk.length - wholeEnd;
-  }
-
-  private hashBlocksInThread(blocks: Uint8Array): void {
-    this.hasher.digestBlocks(blocks, this.scratch);
-    this.levels.add(0, this.scratch.subarray(0, (blocks.length / dataBlockBytes) * digestBytes));
-  }
-
-  private async feedPool(chunk: Uint8Array): Promise<void> {
-    for (let at = 0; at < chunk.length; ) {
-      this.batch ??= new Uint8Array(this.spareBuffers.pop() ?? new ArrayBuffer(BATCH_BYTES));
-      const n = Math.min(chunk.length - at, BATCH_BYTES - this.batchBytes);
-      this.batch.set(chunk.subarray(at, at + n), this.batchBytes);
-      this.batchBytes += n;
-      at += n;
-      if (this.batchBytes === BATCH_BYTES) await this.dispatchBatch();
-    }
-  }
-
-  private async dispatchBatch(): Promise<void> {
-    this.pool ??= new HashPool(this.workers, this.salt);
-    const job = this.pool.hash(this.batch!.buffer as ArrayBuffer, this.batchBytes);
-    // A later batch may fail while an earlier one is awaited; its turn in collectOldest() rethrows it.
-    job.catch(() => undefined);
-    this.inFlight.push(job);
-    this.batch = undefined;
-    this.batchBytes = 0;
-    while (this.inFlight.length >= this.workers * BATCHES_PER_WORKER) await this.collectOldest();
-  }
-
-  /** Digests enter the tree strictly in data order, whichever worker finished first. */
-  private async collectOldest(): Promise<void> {
-    const { digests, buffer } = await this.inFlight.shift()!;
-    this.spareBuffers.push(buffer);
-    this.levels.add(0, digests);
   }
 }
 
@@ -311,7 +321,7 @@ export async function verityOfFile(path: string, options: VerityFileOptions = {}
     if (options.hashFile !== undefined) await refuseSameFile(path, info, options.hashFile);
     const builder = new VerityTreeBuilder({ ...options, dataBytes: info.size });
     try {
-      const buffer = Buffer.allocUnsafe(BATCH_BYTES);
+      const buffer = Buffer.allocUnsafe(READ_BYTES);
       for (let position = 0; position < info.size; ) {
         const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, info.size - position), position);
         if (bytesRead === 0) {
@@ -378,7 +388,7 @@ function systemCallError(err: unknown, syscall: string, path: string): SystemCal
 function checkWorkers(workers: number): number {
   if (!Number.isSafeInteger(workers) || workers < 0 || workers > MAX_WORKERS) {
     throw new InvalidArgumentError(`workers must be a whole number from 0 to ${MAX_WORKERS}, not ${workers}`, {
-      hint: '0 or 1 hashes in the calling thread; more starts that many worker threads',
+      hint: '0 or 1 hashes in the calling thread; 2 or more adds one hashing thread',
     });
   }
   return workers;

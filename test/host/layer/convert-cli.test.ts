@@ -7,8 +7,9 @@
  * and in every compression, run after run.
  */
 import test, { type ExecutionContext } from 'ava';
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -223,10 +224,10 @@ test.serial('refused before reading: unusable output paths', async (t) => {
   }
 });
 
-test.serial('a missing input file is a clear error', async (t) => {
+test.serial('a missing input file is bad input (exit status 2) with a clear error', async (t) => {
   const { out } = workDir(t);
   const run = await cli(['layer', 'convert', join(out, 'no-such-layer.tar.gz'), '-o', join(out, 'x.erofs')]);
-  t.is(run.code, 1);
+  t.is(run.code, 2);
   t.regex(run.stderr, /^integrityctl: layer .*no-such-layer\.tar\.gz does not exist\n\s+hint: /);
   t.deepEqual(readdirSync(out), []);
 });
@@ -293,4 +294,62 @@ test.serial('the same layer gives the same bytes: twice, from stdin, and in ever
     t.is(run.rootHash, first.rootHash, name);
   }
   t.is(readdirSync(out).filter((name) => name.startsWith('.')).length, 0, 'no temporaries');
+});
+
+// ------------------------------------------------------------ interrupts
+
+interface Interrupted {
+  signal: NodeJS.Signals | null;
+  code: number | null;
+  stderr: string;
+}
+
+/** Starts the CLI; `interrupt` gets the child once it runs and sends it a signal when it wants to. */
+function convertUntil(args: readonly string[], interrupt: (child: ChildProcess) => void): Promise<Interrupted> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    child.stdin!.on('error', () => undefined);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stderr });
+    });
+    interrupt(child);
+  });
+}
+
+test.serial('SIGINT while the CLI waits for input: it stops at once, says so, dies of the signal and leaves nothing', async (t) => {
+  const { out } = workDir(t);
+  const layer = gzipSync(tar([{ path: 'data', data: randomBytes(4 << 20) }]));
+  const run = await convertUntil(['layer', 'convert', '-', '-o', join(out, 'x.erofs'), '--hash-file', join(out, 'x.verity')], (child) => {
+    // More than a pipe holds: 'drain' means the CLI is converting and reading; then stdin stalls, unfinished.
+    if (child.stdin!.write(layer.subarray(0, layer.length >> 1))) throw new Error('the pipe took half a layer at once');
+    child.stdin!.once('drain', () => child.kill('SIGINT'));
+  });
+  t.is(run.signal, 'SIGINT', `exit code ${run.code}, stderr: ${run.stderr}`);
+  t.regex(run.stderr, /^integrityctl: interrupted by SIGINT; no output was written\n$/);
+  t.deepEqual(readdirSync(out), []);
+});
+
+test.serial('SIGTERM while the image is being written removes the temporary image and hash file', async (t) => {
+  const { input, out } = workDir(t);
+  // Uncompressed and big enough that writing the image takes a while after its temporary file appears.
+  const layer = input('layer.tar', tar(Array.from({ length: 12 }, (_, i) => ({ path: `d/f${i}`, data: randomBytes(4 << 20) }))));
+  let sent = false;
+  const run = await convertUntil(['layer', 'convert', layer, '-o', join(out, 'x.erofs'), '--hash-file', join(out, 'x.verity')], (child) => {
+    const watcher = watch(out, (_, name) => {
+      if (sent || !String(name).startsWith('.tmp-')) return;
+      sent = true;
+      watcher.close();
+      child.kill('SIGTERM');
+    });
+    child.on('close', () => watcher.close());
+  });
+  t.true(sent, `no temporary file appeared (stderr: ${run.stderr})`);
+  t.is(run.signal, 'SIGTERM', `exit code ${run.code}, stderr: ${run.stderr}`);
+  t.regex(run.stderr, /interrupted by SIGTERM; no output was written/);
+  t.deepEqual(readdirSync(out), []);
 });

@@ -1,13 +1,13 @@
 /** convertLayer end to end in-process: what the reader hands over reaches the image, results are consistent. */
 import test from 'ava';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, watch } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { LayerFormatError } from '../../../snapshotter/core/errors.js';
+import { InvalidArgumentError, LayerFormatError } from '../../../snapshotter/core/errors.js';
 import { SUPER_BLOCK, SUPER_OFFSET } from '../../../snapshotter/layer/erofs/format.js';
-import { convertLayer } from '../../../snapshotter/layer/convert.js';
+import { convertLayer, type ConvertOptions } from '../../../snapshotter/layer/convert.js';
 import { TarBuilder } from '../../support/tar-writer.js';
 
 function tempDir(t: { teardown(fn: () => void): void }): string {
@@ -49,6 +49,22 @@ test('digests describe the input as read and the uncompressed tar', async (t) =>
   t.is(result.dataBlocks, result.bytes / 4096);
 });
 
+test('without layer digests the image and hash tree are the same, and the digests are absent', async (t) => {
+  const dir = tempDir(t);
+  const archive = new TarBuilder();
+  archive.add({ path: 'etc/hostname', data: 'node\n' });
+  const blob = gzipSync(archive.finish());
+  const full = await convertLayer(once(blob), { output: join(dir, 'a.erofs'), hashFile: join(dir, 'a.verity') });
+  const lean = await convertLayer(once(blob), { output: join(dir, 'b.erofs'), hashFile: join(dir, 'b.verity'), layerDigests: false });
+  t.false('inputDigest' in lean || 'diffId' in lean);
+  t.deepEqual({ ...lean, erofs: '', hashFile: '' }, { bytes: full.bytes, sha256: full.sha256, rootHash: full.rootHash, salt: full.salt, dataBlocks: full.dataBlocks, erofs: '', hashFile: '' });
+  t.true(readFileSync(join(dir, 'a.verity')).equals(readFileSync(join(dir, 'b.verity'))));
+  await t.throwsAsync(
+    convertLayer(once(blob), { output: join(dir, 'c.erofs'), layerDigests: false, expectedDigest: full.inputDigest } as ConvertOptions),
+    { instanceOf: InvalidArgumentError, message: /expectedDigest needs the layer digests/ },
+  );
+});
+
 test('a wrong expected digest leaves no file behind', async (t) => {
   const dir = tempDir(t);
   const archive = new TarBuilder();
@@ -72,5 +88,52 @@ test('a layer error leaves no file behind', async (t) => {
   await t.throwsAsync(convertLayer(once(archive.finish()), { output: join(dir, 'out.erofs'), hashFile: join(dir, 'out.verity'), tempDir: dir }), {
     instanceOf: LayerFormatError,
   });
+  t.deepEqual(readdirSync(dir), []);
+});
+
+test('an abort stops the conversion at once, even while the input waits for data, and leaves no file', async (t) => {
+  const dir = tempDir(t);
+  const archive = new TarBuilder();
+  archive.add({ path: 'big', data: randomBytes(3 << 20) });
+  const tar = archive.finish();
+  const controller = new AbortController();
+  async function* stalls(): AsyncIterable<Uint8Array> {
+    yield tar.subarray(0, 1 << 20);
+    controller.abort(new Error('stop now'));
+    await new Promise(() => undefined); // never more data
+  }
+  await t.throwsAsync(
+    convertLayer(stalls(), { output: join(dir, 'out.erofs'), hashFile: join(dir, 'out.verity'), tempDir: dir, signal: controller.signal }),
+    { message: 'stop now' },
+  );
+  t.deepEqual(readdirSync(dir), []);
+});
+
+test('an abort while the image is written removes the temporary image and hash file', async (t) => {
+  const dir = tempDir(t);
+  const archive = new TarBuilder();
+  for (let i = 0; i < 8; i++) archive.add({ path: `f${i}`, data: randomBytes(2 << 20) });
+  const controller = new AbortController();
+  let temporaries = false;
+  const watcher = watch(dir, () => {
+    if (controller.signal.aborted || !readdirSync(dir).some((name) => name.startsWith('.tmp-'))) return;
+    temporaries = true;
+    controller.abort(new Error('interrupted'));
+  });
+  t.teardown(() => watcher.close());
+  await t.throwsAsync(
+    convertLayer(once(archive.finish()), { output: join(dir, 'out.erofs'), hashFile: join(dir, 'out.verity'), tempDir: dir, signal: controller.signal }),
+    { message: 'interrupted' },
+  );
+  t.true(temporaries, 'the abort came while temporaries existed');
+  t.deepEqual(readdirSync(dir), []);
+});
+
+test('an already aborted signal creates nothing', async (t) => {
+  const dir = tempDir(t);
+  await t.throwsAsync(
+    convertLayer(once(new Uint8Array(1024)), { output: join(dir, 'out.erofs'), tempDir: dir, signal: AbortSignal.abort(new Error('too late')) }),
+    { message: 'too late' },
+  );
   t.deepEqual(readdirSync(dir), []);
 });

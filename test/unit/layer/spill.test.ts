@@ -23,7 +23,13 @@ test('reads return what was appended, across the write buffer and across appends
   const spill = DataSpill.create(tempDir(t));
   t.teardown(() => spill.close());
   const data = new Uint8Array(3 * (1 << 20) + 123).map((_, i) => (i * 7 + (i >> 11)) & 0xff);
-  for (let i = 0; i < data.length; i += 100_001) spill.append(data.subarray(i, i + 100_001));
+  // Small appends are gathered, big ones (64 KiB and more) written directly; mixed, they must still line up.
+  const cuts = [100_001, 7, 65_535, 65_536, 300_000, 1, 40_000];
+  for (let i = 0, k = 0; i < data.length; k++) {
+    const n = cuts[k % cuts.length]!;
+    spill.append(data.subarray(i, i + n));
+    i += n;
+  }
   t.is(spill.size, data.length);
   for (const [offset, length] of [[0, 10], [(1 << 20) - 5, 10], [data.length - 100, 100], [12345, 2_000_000]] as const) {
     const into = new Uint8Array(length + 3);

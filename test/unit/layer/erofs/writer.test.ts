@@ -6,6 +6,7 @@ import { crc32c } from '../../../../snapshotter/layer/erofs/checksum.js';
 import { SUPER_BLOCK } from '../../../../snapshotter/layer/erofs/format.js';
 import { DELIVERY_KIT_BUILD_TIME, ErofsBuilder } from '../../../../snapshotter/layer/erofs/writer.js';
 import { DataSpill } from '../../../../snapshotter/layer/spill.js';
+import { TarParser } from '../../../../snapshotter/layer/tar/reader.js';
 import { buildErofs, buildErofsFromEntries, tarEntry } from '../../../support/erofs-build.js';
 import { tar } from '../../../support/tar-writer.js';
 
@@ -60,6 +61,29 @@ test('chunks come in order, at most 1 MiB each, and block 0 carries a valid supe
   new DataView(sb.buffer).setUint32(4, 0, true);
   t.is(crc32c(0xffffffff, sb), stored);
   t.is(new DataView(sb.buffer).getUint32(0, true), 0xe0f5e1e2);
+});
+
+test('render() of any whole-block range, into dirty shared memory, gives the streamed bytes', (t) => {
+  const spill = DataSpill.create();
+  t.teardown(() => spill.close());
+  const builder = new ErofsBuilder({ spill });
+  const parser = new TarParser(builder);
+  parser.write(sample);
+  parser.end();
+  const image = builder.finish();
+  const pieces: Buffer[] = [];
+  for (const chunk of image.chunks()) pieces.push(Buffer.from(chunk));
+  const streamed = Buffer.concat(pieces);
+  const blocks = image.bytes / 4096;
+  const memory = new Uint8Array(new SharedArrayBuffer(image.bytes));
+  for (const [first, count] of [[0, blocks], [0, 1], [1, 3], [blocks - 1, 1], [5, 300], [Math.floor(blocks / 2), blocks - Math.floor(blocks / 2)]] as const) {
+    const into = memory.subarray(0, count * 4096);
+    into.fill(0xa5);
+    image.render(first * 4096, into);
+    t.true(Buffer.from(into).equals(streamed.subarray(first * 4096, (first + count) * 4096)), `blocks ${first}..${first + count}`);
+  }
+  t.throws(() => image.render(100, memory.subarray(0, 4096)), { message: /not whole blocks/ });
+  t.throws(() => image.render(image.bytes, memory.subarray(0, 4096)), { message: /not whole blocks/ });
 });
 
 test('a GNU volume label fills the superblock volume_name (first 16 bytes, last one wins)', (t) => {
