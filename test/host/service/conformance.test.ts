@@ -1,6 +1,6 @@
 /**
  * containerd 1.6's own snapshotter conformance suite (snapshots/testsuite,
- * built from Debian's Go sources by ../shared/tools/snapshotter-conformance)
+ * built from Debian's Go sources by test/conformance/snapshotter)
  * against `integrityctl snapshotter serve` on a temp root and socket, once
  * with the cases one after the other and once all at the same time.
  */
@@ -15,7 +15,7 @@ import { parseMountInfo } from '../../../snapshotter/service/mounts/mountinfo.js
 
 const MAIN = fileURLToPath(new URL('../../../snapshotter/cli/main.js', import.meta.url));
 const RUN_SH =
-  process.env.SNAPSHOTTER_CONFORMANCE ?? fileURLToPath(new URL('../../../../../shared/tools/snapshotter-conformance/run.sh', import.meta.url));
+  process.env.SNAPSHOTTER_CONFORMANCE ?? fileURLToPath(new URL('../../../../test/conformance/snapshotter/run.sh', import.meta.url));
 /** The suite's build (Go cache included) persists here between runs; other users of the tool keep theirs. */
 const BUILD_DIR = join(tmpdir(), 'snapshotter-conformance-integrity');
 
