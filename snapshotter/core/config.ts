@@ -58,6 +58,8 @@ export interface SnapshotterConfig {
     /** Where each committed layer is mounted; short, because every path goes into overlay's one-page option string. */
     readonly dir: string;
     readonly backing: MountBacking;
+    /** Seconds an unused layer stays mounted for its next user. */
+    readonly idleSeconds: number;
   };
   /** containerd's API socket: the content and image services the pull path reads layers and images from. */
   readonly containerdAddress: string;
@@ -130,6 +132,7 @@ export function parseSnapshotterConfig(text: string, source: string, overrides: 
   const mounts = top.table('mounts');
   const dir = mounts.path('dir', join(root, 'm'));
   const backing = mounts.oneOf('backing', MOUNT_BACKINGS, 'auto');
+  const idleSeconds = mounts.wholeNumber('idle_seconds', 30, 0, 3_600);
   const verity = top.oneOf('verity', VERITY_MODES, 'auto');
   const intervalSeconds = top.table('status').wholeNumber('interval_seconds', 60, 0, 86_400);
   const metricsAddress = top.table('metrics').listenAddress('address', '');
@@ -152,7 +155,7 @@ export function parseSnapshotterConfig(text: string, source: string, overrides: 
     root,
     address,
     log: { level },
-    mounts: { dir, backing },
+    mounts: { dir, backing, idleSeconds },
     verity,
     status: { intervalSeconds },
     metrics: { address: metricsAddress },

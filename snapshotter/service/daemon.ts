@@ -18,7 +18,7 @@ import { RootLayout } from './layout.js';
 import { SqliteMetadataStore } from './metadata/sqlite.js';
 import { lockRoot } from './root-lock.js';
 import { ErofsMounter } from './mounts/erofs-mounter.js';
-import { LAYER_IDLE_GRACE_MS, MountManager } from './mounts/manager.js';
+import { MountManager } from './mounts/manager.js';
 import { mountableLayer } from './mounts/mountable-layer.js';
 import { probeVerity } from './mounts/verity-device.js';
 import { snapshotterScope } from './mounts/verity-identity.js';
@@ -67,7 +67,7 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
       logger,
       onRefusal: (reason) => metrics.refused(reason),
     });
-    const mounts = new MountManager({ dir: config.mounts.dir, layerOf: (id) => mountableLayer(layout, store, id), mounter, logger, idleGraceMs: LAYER_IDLE_GRACE_MS });
+    const mounts = new MountManager({ dir: config.mounts.dir, layerOf: (id) => mountableLayer(layout, store, id), mounter, logger, idleGraceMs: config.mounts.idleSeconds * 1000 });
     const layers = new ErofsLayerStore({ xattrs: readXattrs, logger });
     const trustRoots = await loadDaemonTrustRoots(config.signatures.trustDirs, logger);
     const containerd = containerdSeams(config, logger, { trustRoots, onRefusal: (reason) => metrics.refused(reason) });

@@ -21,14 +21,6 @@ import type { Logger } from '../../core/log.js';
 import { KeyedLock } from '../keyed-lock.js';
 import type { MountInfoEntry } from './mountinfo.js';
 
-/**
- * The daemon's grace period for idle layers: long enough to bridge the gaps
- * between an unpack's Commit and the next layer's Prepare, between an import
- * and the first container, and between a container and its restart; short
- * enough that unused mounts do not linger.
- */
-export const LAYER_IDLE_GRACE_MS = 30_000;
-
 /** A committed layer, as mounting it needs it. */
 export interface MountableLayer {
   id: number;

@@ -23,7 +23,7 @@ test('defaults for everything', (t) => {
     root: '/var/lib/containerd-integrity',
     address: '/run/containerd-integrity/snapshotter.sock',
     log: { level: 'info' },
-    mounts: { dir: '/var/lib/containerd-integrity/m', backing: 'auto' },
+    mounts: { dir: '/var/lib/containerd-integrity/m', backing: 'auto', idleSeconds: 30 },
     verity: 'auto',
     status: { intervalSeconds: 60 },
     metrics: { address: '' },
@@ -37,14 +37,14 @@ test('defaults for everything', (t) => {
 
 test('a full file is read, and the mount dir follows the root', (t) => {
   const config = parseSnapshotterConfig(
-    'root = "/srv/ci/"\naddress = "/run/ci.sock"\n[log]\nlevel = "debug"\n[mounts]\nbacking = "loop"\n',
+    'root = "/srv/ci/"\naddress = "/run/ci.sock"\n[log]\nlevel = "debug"\n[mounts]\nbacking = "loop"\nidle_seconds = 5\n',
     'test.toml',
   );
   t.deepEqual(config, {
     root: '/srv/ci',
     address: '/run/ci.sock',
     log: { level: 'debug' },
-    mounts: { dir: '/srv/ci/m', backing: 'loop' },
+    mounts: { dir: '/srv/ci/m', backing: 'loop', idleSeconds: 5 },
     verity: 'auto',
     status: { intervalSeconds: 60 },
     metrics: { address: '' },

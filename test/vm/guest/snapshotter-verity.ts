@@ -124,6 +124,9 @@ writeFileSync(
     `interval_seconds = ${CHECK_INTERVAL_S}`,
     '[metrics]',
     `address = "${METRICS}"`,
+    // The test watches the last container's layers go; a grace period would only make it wait.
+    '[mounts]',
+    'idle_seconds = 0',
   ].join('\n'),
 );
 const logFile = join(work, 'snapshotter.log');
