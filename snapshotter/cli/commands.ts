@@ -41,7 +41,15 @@ export async function loadCommands(args: readonly string[]): Promise<RegisterCom
   return Promise.all((invoked.length > 0 ? invoked : commands).map((entry) => entry.load()));
 }
 
+/** Command groups and their help line; here, not in each command file, so every group has one whichever file creates it. */
+const groups = {
+  layer: 'Convert, hash, mount and inspect layer images',
+  image: 'Seal (root hashes + signature) and verify OCI images',
+  signature: 'Check Delivery Kit signature bundles',
+  snapshotter: 'The containerd proxy snapshotter: EROFS layers with dm-verity',
+} as const;
+
 /** The `integrityctl <name>` group, created by the first command file that needs it. */
-export function commandGroup(program: Command, name: string, description: string): Command {
-  return program.commands.find((c) => c.name() === name) ?? program.command(name).description(description);
+export function commandGroup(program: Command, name: keyof typeof groups): Command {
+  return program.commands.find((c) => c.name() === name) ?? program.command(name).description(groups[name]);
 }

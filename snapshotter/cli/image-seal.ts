@@ -21,7 +21,7 @@ interface SealCommandOptions {
 }
 
 export function registerImageSeal(program: Command): void {
-  const command = commandGroup(program, 'image', 'Seal (root hashes + signature) and verify OCI images')
+  const command = commandGroup(program, 'image')
     .command('seal')
     .description('Compute every layer\'s dm-verity root hash, annotate and sign the manifest (Delivery Kit format)')
     .argument('<image>', 'the image to seal: <oci-layout-dir>[:tag]')
@@ -56,10 +56,11 @@ Examples:
           cert: await readInput(options.cert, '--cert'),
           ...(options.chain !== undefined ? { chain: await readInput(options.chain, '--chain') } : {}),
         });
-        const trustRoots = options.trust?.length ? (await trustRootsFrom(options.trust)).map((r) => r.certificate) : undefined;
+        const trustRoots = options.trust?.length ? await trustRootsFrom(options.trust) : undefined;
         const progress = createProgress('sealing');
+        let result;
         try {
-          const result = await sealImage({
+          result = await sealImage({
             input,
             output: options.output,
             signer,
@@ -68,23 +69,22 @@ Examples:
             onProgress: (done, total) => progress.update(done, total),
             log: createLogger('image-seal', { level: process.env.INTEGRITY_LOG_LEVEL ?? 'warn' }),
           });
-          progress.finish();
-          if (options.json) {
-            process.stdout.write(`${JSON.stringify({
-              output: result.output,
-              manifestDigest: result.descriptor.digest,
-              layerRootHashes: result.layerRootHashes,
-              imageRootHash: result.imageRootHash,
-              signer: signer.leaf.subject,
-              scheme: signer.scheme,
-            })}\n`);
-          } else {
-            process.stdout.write(`sealed ${result.output} (manifest ${result.descriptor.digest})\n`);
-            result.layerRootHashes.forEach((h, i) => process.stdout.write(`  layer ${i + 1} ${result.manifest.layers[i]!.digest} root hash ${h}\n`));
-            process.stdout.write(`  flattened image root hash ${result.imageRootHash}\n  signed by ${signer.leaf.subject} (${signer.scheme})\n`);
-          }
         } finally {
           progress.finish();
+        }
+        if (options.json) {
+          process.stdout.write(`${JSON.stringify({
+            output: result.output,
+            manifestDigest: result.descriptor.digest,
+            layerRootHashes: result.layerRootHashes,
+            imageRootHash: result.imageRootHash,
+            signer: signer.leaf.subject,
+            scheme: signer.scheme,
+          })}\n`);
+        } else {
+          process.stdout.write(`sealed ${result.output} (manifest ${result.descriptor.digest})\n`);
+          result.layerRootHashes.forEach((h, i) => process.stdout.write(`  layer ${i + 1} ${result.manifest.layers[i]!.digest} root hash ${h}\n`));
+          process.stdout.write(`  flattened image root hash ${result.imageRootHash}\n  signed by ${signer.leaf.subject} (${signer.scheme})\n`);
         }
       }),
     );

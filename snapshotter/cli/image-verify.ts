@@ -29,7 +29,7 @@ interface VerifyCommandOptions {
 }
 
 export function registerImageVerify(program: Command): void {
-  const command = commandGroup(program, 'image', 'Seal (root hashes + signature) and verify OCI images')
+  const command = commandGroup(program, 'image')
     .command('verify')
     .description('Check an image\'s signature, chain and every dm-verity root hash; exit 1 if any check fails')
     .argument('[image]', 'the image: <oci-layout-dir>[:tag] (or --containerd <ref>)')
@@ -63,7 +63,7 @@ Examples:
     .action(
       action(async (reference: string | undefined, options: VerifyCommandOptions) => {
         checkSource(reference, options);
-        const trustRoots = (await trustRootsFrom(options.trust)).map((r) => r.certificate);
+        const trustRoots = await trustRootsFrom(options.trust);
         const connection = options.containerd === undefined ? undefined : new ContainerdConnection(options.address ?? DEFAULT_CONTAINERD_ADDRESS);
         const progress = createProgress('verifying');
         let result;

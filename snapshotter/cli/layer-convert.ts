@@ -50,7 +50,7 @@ function checkOutputs(output: string, hashFile: string | undefined): void {
 }
 
 export function registerLayerConvert(program: Command): void {
-  commandGroup(program, 'layer', 'Convert, hash, mount and inspect layer images')
+  commandGroup(program, 'layer')
     .command('convert')
     .description('Convert a layer (tar, tar+gzip or tar+zstd) into an EROFS image and its dm-verity hash tree')
     .argument('<layer>', 'the layer blob or tar file; - reads standard input')

@@ -11,7 +11,7 @@ interface MountCommandOptions {
 }
 
 export function registerLayerMount(program: Command): void {
-  commandGroup(program, 'layer', 'Convert, hash, mount and inspect layer images')
+  commandGroup(program, 'layer')
     .command('mount')
     .description('Mount an EROFS layer image read-only through a dm-verity device checked against the given root hash')
     .argument('<image>', 'the EROFS layer image (e.g. from `integrityctl layer convert`)')

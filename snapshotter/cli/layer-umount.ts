@@ -5,7 +5,7 @@ import { action } from './action.js';
 import { commandGroup } from './commands.js';
 
 export function registerLayerUmount(program: Command): void {
-  commandGroup(program, 'layer', 'Convert, hash, mount and inspect layer images')
+  commandGroup(program, 'layer')
     .command('umount')
     .description('Unmount a layer mounted by `integrityctl layer mount` and remove its dm-verity device')
     .argument('<dir>', 'the directory the layer is mounted on')

@@ -15,7 +15,7 @@ interface VerityCommandOptions {
 }
 
 export function registerLayerVerity(program: Command): void {
-  commandGroup(program, 'layer', 'Convert, hash, mount and inspect layer images')
+  commandGroup(program, 'layer')
     .command('verity')
     .description('Compute the dm-verity root hash of an image file and optionally write its hash tree')
     .argument('<file>', 'the data: an EROFS image or any file whose size is a positive multiple of 4096')

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, isNotFound, NotFoundError } from '../core/errors.js';
 import { parseBundle, verifyBundle } from '../signature/bundle.js';
-import { describe } from '../signature/chain.js';
+import { describe, describePath } from '../signature/chain.js';
 import { SignatureCheckError } from '../signature/errors.js';
 import { isSignedMessage } from '../signature/payload.js';
 import { action, ExitCode } from './action.js';
@@ -18,7 +18,7 @@ interface SignatureVerifyOptions {
 }
 
 export function registerSignatureVerify(program: Command): void {
-  const command = commandGroup(program, 'signature', 'Check Delivery Kit signature bundles')
+  const command = commandGroup(program, 'signature')
     .command('verify')
     .description('Verify a signature bundle over a message: the chain to a trust root, then the signature')
     .requiredOption('--message <hex>', 'the signed message: 64 lowercase hex digits (for images, the SHA-256 of the manifest payload)')
@@ -42,7 +42,7 @@ Example:
           });
         }
         const annotations = await readBundleFile(options.bundle);
-        const trustRoots = (await trustRootsFrom(options.trust)).map((r) => r.certificate);
+        const trustRoots = await trustRootsFrom(options.trust);
         const subject = `bundle ${options.bundle}`;
         let verified;
         try {
@@ -52,12 +52,12 @@ Example:
           process.stdout.write(`${JSON.stringify({ ok: false, check: err.check, error: err.message, hint: err.hint })}\n`);
           return ExitCode.FAILED;
         }
-        const path = verified.path.certificates.map((c) => c.subject);
         if (options.json) {
+          const path = verified.path.certificates.map((c) => c.subject);
           process.stdout.write(`${JSON.stringify({ ok: true, scheme: verified.scheme, path, validatedAt: verified.path.validatedAt.toISOString() })}\n`);
         } else {
           process.stdout.write(`verified: ${verified.scheme} signature by ${describe(verified.path.certificates[0]!)}\n`);
-          process.stdout.write(`  chain: ${path.map((s) => JSON.stringify(s)).join(' → ')} (trust anchor), valid at ${verified.path.validatedAt.toISOString()}\n`);
+          process.stdout.write(`  chain: ${describePath(verified.path)}\n`);
         }
       }),
     );

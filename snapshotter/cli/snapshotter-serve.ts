@@ -13,7 +13,7 @@ interface ServeOptions {
 }
 
 export function registerSnapshotterServe(program: Command): void {
-  commandGroup(program, 'snapshotter', 'The containerd proxy snapshotter: EROFS layers with dm-verity')
+  commandGroup(program, 'snapshotter')
     .command('serve')
     .description('Serve containerd.services.snapshots.v1.Snapshots on a unix socket (runs until SIGTERM/SIGINT)')
     .option('--config <toml>', 'configuration file (see docs/configuration.md); without it every key has its default')

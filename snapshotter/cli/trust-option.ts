@@ -4,7 +4,8 @@
  * as the node would.
  */
 import type { Command } from 'commander';
-import { loadNodeTrustRoots, loadTrustRoots, NODE_TRUST_DIR, type TrustRoot } from '../signature/trust.js';
+import { loadNodeTrustRoots, loadTrustRoots, NODE_TRUST_DIR } from '../signature/trust.js';
+import type { X509Certificate } from '../signature/x509.js';
 
 export function addTrustOption(command: Command): Command {
   return command.option(
@@ -14,6 +15,8 @@ export function addTrustOption(command: Command): Command {
   );
 }
 
-export function trustRootsFrom(sources: string[] | undefined): Promise<TrustRoot[]> {
-  return sources?.length ? loadTrustRoots(sources) : loadNodeTrustRoots();
+/** The certificates of `--trust`, or the node's trust roots without it. */
+export async function trustRootsFrom(sources: string[] | undefined): Promise<X509Certificate[]> {
+  const roots = sources?.length ? await loadTrustRoots(sources) : await loadNodeTrustRoots();
+  return roots.map((root) => root.certificate);
 }

@@ -19,6 +19,27 @@ export interface RootHashOptions {
   onProgress?: (bytesRead: number) => void;
 }
 
+/**
+ * Options for every root hash of `image` in turn, with one progress over all
+ * of them: each call gives the next computation's, which counts on from where
+ * the previous one stopped, out of every layer read twice (alone, then
+ * flattened).
+ */
+export function imageRootHashSteps(
+  image: ImageSource,
+  options: { tempDir?: string; onProgress?: (done: number, total: number) => void },
+): () => RootHashOptions {
+  const total = 2 * image.manifest.layers.reduce((sum, l) => sum + l.size, 0);
+  let done = 0;
+  return () => {
+    const start = done;
+    return {
+      ...(options.tempDir ? { tempDir: options.tempDir } : {}),
+      onProgress: (bytes) => options.onProgress?.((done = start + bytes), total),
+    };
+  };
+}
+
 /** Converts one layer blob; the result's inputDigest and diffId describe what was read. */
 export function layerRootHash(image: ImageSource, layer: Descriptor, options: RootHashOptions = {}): Promise<ConvertResult> {
   return convertToScratch(image.streamBlob(layer), options);

@@ -23,7 +23,7 @@ import { bundleAnnotations, signMessage, verifySignature, type Signer } from '..
 import { verifyChain } from '../signature/chain.js';
 import { signedMessage } from '../signature/payload.js';
 import type { X509Certificate } from '../signature/x509.js';
-import { imageRootHash, layerRootHash, type RootHashOptions } from './root-hash.js';
+import { imageRootHash, imageRootHashSteps, layerRootHash } from './root-hash.js';
 
 export interface SealOptions {
   /** `<oci-layout>[:tag]` to read. */
@@ -57,15 +57,7 @@ export async function sealImage(options: SealOptions): Promise<SealResult> {
   const out = parseLayoutReference(options.output);
   if (await OciLayout.probeTarget(out.dir)) await OciLayout.open(out.dir);
 
-  const total = 2 * manifest.layers.reduce((sum, l) => sum + l.size, 0);
-  let done = 0;
-  const progress = (): RootHashOptions => {
-    const start = done;
-    return {
-      ...(options.tempDir ? { tempDir: options.tempDir } : {}),
-      onProgress: (bytes) => options.onProgress?.((done = start + bytes), total),
-    };
-  };
+  const progress = imageRootHashSteps(image, options);
 
   const diffIds = await configDiffIds(image);
   const layerRootHashes: string[] = [];

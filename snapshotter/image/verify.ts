@@ -8,11 +8,11 @@ import { IntegrityError } from '../core/errors.js';
 import { DM_VERITY_ROOT_HASH_ANNOTATION, LAYER_ROOT_HASHES_ANNOTATION, parseLayerRootHashes } from '../oci/annotations.js';
 import type { ImageSource } from '../oci/image-source.js';
 import { parseBundle, verifySignature, type SignatureBundle } from '../signature/bundle.js';
-import { describe, verifyChain } from '../signature/chain.js';
+import { describe, describePath, verifyChain } from '../signature/chain.js';
 import { SignatureCheckError } from '../signature/errors.js';
 import { signedMessage } from '../signature/payload.js';
 import type { X509Certificate } from '../signature/x509.js';
-import { imageRootHash, layerRootHash, type RootHashOptions } from './root-hash.js';
+import { imageRootHash, imageRootHashSteps, layerRootHash } from './root-hash.js';
 
 export type CheckStatus = 'ok' | 'failed' | 'skipped';
 
@@ -51,8 +51,8 @@ export async function verifyImage(
   const failure = (check: string, err: unknown, extra: Partial<ImageCheck> = {}): ImageCheck => ({
     check,
     status: 'failed',
-    // A SignatureCheckError's message starts with the image name, which the report already shows.
-    detail: err instanceof SignatureCheckError ? err.message.slice(err.subject.length + 2) : (err as Error).message,
+    // Without the image name a SignatureCheckError's message starts with: the report already shows it.
+    detail: err instanceof SignatureCheckError ? `${err.check} check failed: ${err.detail}` : (err as Error).message,
     ...(err instanceof IntegrityError && err.hint ? { hint: err.hint } : {}),
     ...extra,
   });
@@ -72,7 +72,7 @@ export async function verifyImage(
       record({
         check: 'chain',
         status: 'ok',
-        detail: `${path.certificates.map((c) => JSON.stringify(c.subject)).join(' → ')} (trust anchor), valid at ${path.validatedAt.toISOString()}`,
+        detail: describePath(path),
       });
     } catch (err) {
       record(failure('chain', err));
@@ -103,15 +103,7 @@ export async function verifyImage(
   }
 
   // Every layer recomputed from its blob.
-  const total = 2 * manifest.layers.reduce((sum, l) => sum + l.size, 0);
-  let done = 0;
-  const progress = (): RootHashOptions => {
-    const start = done;
-    return {
-      ...(options.tempDir ? { tempDir: options.tempDir } : {}),
-      onProgress: (bytes) => options.onProgress?.((done = start + bytes), total),
-    };
-  };
+  const progress = imageRootHashSteps(image, options);
   for (const [i, layer] of manifest.layers.entries()) {
     const where = { layer: i + 1, digest: layer.digest };
     try {

@@ -112,6 +112,11 @@ export function sameCertificate(a: X509Certificate, b: X509Certificate): boolean
   return Buffer.from(a.rawData).equals(Buffer.from(b.rawData));
 }
 
+/** `"CN=Leaf" → "CN=Root" (trust anchor), valid at <the leaf's NotBefore>`. */
+export function describePath(path: CertificationPath): string {
+  return `${path.certificates.map((c) => JSON.stringify(c.subject)).join(' → ')} (trust anchor), valid at ${path.validatedAt.toISOString()}`;
+}
+
 /** `"CN=Leaf" (serial 01)`: subjects alone can repeat across a chain and its roots. */
 export function describe(cert: X509Certificate): string {
   return `${JSON.stringify(cert.subject)} (serial ${cert.serialNumber})`;

@@ -28,10 +28,13 @@ export class SignatureCheckError extends SignatureError {
   readonly check: SignatureCheck;
   /** What was checked: `image oci:/path:tag (manifest sha256:…)`, `message 3f…`. */
   readonly subject: string;
+  /** What was wrong, without the subject and the check: for callers that name those their own way. */
+  readonly detail: string;
 
   constructor(subject: string, check: SignatureCheck, detail: string, options: ErrorOptions = {}) {
     super(`${subject}: ${check} check failed: ${detail}`, options);
     this.check = check;
     this.subject = subject;
+    this.detail = detail;
   }
 }

@@ -53,9 +53,12 @@ export async function loadTrustRoots(sources: readonly string[], options: LoadTr
   return roots;
 }
 
-/** The node's trust roots: the package's directory and NODE_TRUST_DIR, each optional. */
+/** Where a node's trust roots are unless configured otherwise: the package's directory and NODE_TRUST_DIR. */
+export const NODE_TRUST_SOURCES: readonly string[] = [PACKAGE_TRUST_DIR, NODE_TRUST_DIR];
+
+/** The node's trust roots: NODE_TRUST_SOURCES, each optional. */
 export function loadNodeTrustRoots(): Promise<TrustRoot[]> {
-  return loadTrustRoots([PACKAGE_TRUST_DIR, NODE_TRUST_DIR], { missingOk: true });
+  return loadTrustRoots(NODE_TRUST_SOURCES, { missingOk: true });
 }
 
 async function certificateFiles(source: string, options: LoadTrustOptions): Promise<string[]> {

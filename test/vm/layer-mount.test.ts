@@ -4,20 +4,12 @@
  * dm-verity, EIO and status C after one flipped byte, a wrong root hash
  * refused with the layer named and nothing left behind.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { StatusReport } from '../../snapshotter/service/status/evaluate.js';
 import type { LayerMountReport } from './guest/layer-mount.js';
-import { GUEST_RESULTS_DIR } from './support/qemu.js';
-import { guestProgram, runInVmForTest, vmTest } from './support/vm-test.js';
+import { runGuestReport, vmTest } from './support/vm-test.js';
 
 vmTest('integrityctl layer mount: verity-backed reads, EIO and status C after a flipped byte, a wrong root hash refused', async (t) => {
-  const result = await runInVmForTest(t, {
-    argv: [process.execPath, guestProgram('layer-mount'), join(GUEST_RESULTS_DIR, 'layer-mount.json')],
-    timeoutMs: 120_000,
-  });
-  t.is(result.exitCode, 0, result.output);
-  const r = JSON.parse(readFileSync(join(result.resultsDir, 'layer-mount.json'), 'utf8')) as LayerMountReport;
+  const r = await runGuestReport<LayerMountReport>(t, 'layer-mount', 120_000);
 
   t.is(r.mount.status, 0, r.mount.stderr);
   t.is(r.mounted?.device, `integrity-${r.rootHash}-${r.mounted?.device.slice(-16)}`);

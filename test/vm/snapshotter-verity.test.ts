@@ -4,14 +4,11 @@
  * a restart adopts them, and a layer file modified on disk gets the image's
  * next containers refused, with status and metrics saying so.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import type { LayerStatus, StatusReport } from '../../snapshotter/service/status/evaluate.js';
 import type { CliResult } from '../support/cli-in-process.js';
 import type { SnapshotterVerityReport } from './guest/snapshotter-verity.js';
-import { GUEST_RESULTS_DIR } from './support/qemu.js';
-import { guestProgram, runInVmForTest, vmTest } from './support/vm-test.js';
+import { runGuestReport, vmTest } from './support/vm-test.js';
 
 function status(t: ExecutionContext, run: CliResult, exitStatus: number): StatusReport {
   t.is(run.status, exitStatus, run.stderr);
@@ -26,12 +23,7 @@ function metric(text: string, series: string): number | undefined {
 const devices = (layers: readonly LayerStatus[]) => layers.map((l) => [l.id, l.device?.name, l.device?.node]);
 
 vmTest('snapshotter + containerd: containers on dm-verity layers, adopted on restart, refused after a layer file is modified', async (t) => {
-  const result = await runInVmForTest(t, {
-    argv: [process.execPath, guestProgram('snapshotter-verity'), join(GUEST_RESULTS_DIR, 'snapshotter-verity.json')],
-    timeoutMs: 180_000,
-  });
-  t.is(result.exitCode, 0, result.output);
-  const r = JSON.parse(readFileSync(join(result.resultsDir, 'snapshotter-verity.json'), 'utf8')) as SnapshotterVerityReport;
+  const r = await runGuestReport<SnapshotterVerityReport>(t, 'snapshotter-verity', 180_000);
 
   t.is(r.firstRun.exitCode, 0, r.firstRun.error);
   t.regex(r.firstRun.stdout, /^a file the test corrupts on disk: /);

@@ -25,15 +25,22 @@ export interface VerityTableInput {
   hashStartBlock?: number;
 }
 
-export function verityTable(input: VerityTableInput): string {
+/**
+ * The table as one target for DM_TABLE_LOAD (native/dm.ts takes targets of
+ * this shape): start and length in 512-byte sectors, then the verity parameters.
+ */
+export interface VerityTarget {
+  start: 0;
+  length: number;
+  type: 'verity';
+  params: string;
+}
+
+export function verityTarget(input: VerityTableInput): VerityTarget {
   const dataBlocks = blockCount(input.dataBlocks, 'data block count', 1);
   const hashStartBlock = blockCount(input.hashStartBlock ?? 0, 'hash start block', 0);
   const salt = saltToHex(parseSaltHex(input.salt ?? verityParams.saltHex)) || '-';
-  const sectors = dataBlocks * (verityParams.dataBlockBytes / SECTOR_BYTES);
-  return [
-    0,
-    sectors,
-    'verity',
+  const params = [
     verityParams.format,
     device(input.dataDevice, 'data device'),
     device(input.hashDevice, 'hash device'),
@@ -45,6 +52,13 @@ export function verityTable(input: VerityTableInput): string {
     rootHashHex(input.rootHash),
     salt,
   ].join(' ');
+  return { start: 0, length: dataBlocks * (verityParams.dataBlockBytes / SECTOR_BYTES), type: 'verity', params };
+}
+
+/** The table line as dmsetup and the kernel documentation write it. */
+export function verityTable(input: VerityTableInput): string {
+  const { start, length, type, params } = verityTarget(input);
+  return `${start} ${length} ${type} ${params}`;
 }
 
 function blockCount(value: number, what: string, min: number): number {

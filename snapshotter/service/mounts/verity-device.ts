@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { IntegrityViolationError, NotFoundError, SystemCallError, isNotFound } from '../../core/errors.js';
 import { verityTreeLayout } from '../../layer/verity/layout.js';
 import { verityParams } from '../../layer/verity/params.js';
-import { verityTable } from '../../layer/verity/table.js';
+import { verityTarget } from '../../layer/verity/table.js';
 import {
   attachLoop,
   dmCreate,
@@ -36,7 +36,6 @@ import {
   loopStatus,
   type AttachedLoop,
   type DmInfo,
-  type DmTarget,
 } from '../../native/index.js';
 import { parseVerityTable, verityHealth, type FileIdentity, type VerityExpectation, type VerityObservation } from './verity-check.js';
 import { VERITY_DEVICE_PREFIX } from './verity-identity.js';
@@ -101,10 +100,10 @@ export async function createVerityDevice(spec: VerityDeviceSpec, options: { keep
   let device: VerityDevice;
   try {
     for (const file of [spec.image, spec.hashTree]) loops.push(await attachLoop(file, { readOnly: true, autoclear: true }));
-    const line = verityTable({ dataDevice: loops[0]!.device, hashDevice: loops[1]!.device, dataBlocks, rootHash: spec.rootHash });
+    const target = verityTarget({ dataDevice: loops[0]!.device, hashDevice: loops[1]!.device, dataBlocks, rootHash: spec.rootHash });
     await dmCreate(spec.name, spec.uuid ? { uuid: spec.uuid } : {});
     created = true;
-    await dmLoadTable(spec.name, [tableTarget(line)], { readOnly: true });
+    await dmLoadTable(spec.name, [target], { readOnly: true });
     device = { name: spec.name, node: await dmDeviceNode(await dmResume(spec.name)) };
   } catch (err) {
     if (created) await removeVerityDevice(spec.name).catch(() => undefined);
@@ -242,11 +241,6 @@ export async function verityDeviceOfSource(source: string): Promise<DmInfo | und
   if (!m) return undefined;
   const minor = Number(m[1]);
   return (await listVerityDevices()).find((d) => d.minor === minor);
-}
-
-function tableTarget(line: string): DmTarget {
-  const [start, length, type, ...params] = line.split(' ');
-  return { start: Number(start), length: Number(length), type: type!, params: params.join(' ') };
 }
 
 /** The first block from `position` on that fails to read: where the chunk's EIO came from. */

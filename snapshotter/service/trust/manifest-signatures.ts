@@ -55,9 +55,7 @@ export class ManifestSignatures {
       return { state: 'verified', signer: bundle.leaf.subject };
     } catch (err) {
       if (!(err instanceof SignatureCheckError)) throw err;
-      // The message is `<subject>: <check> check failed: <detail>`; the refusal names the rest its own way.
-      const detail = err.message.slice(`${err.subject}: ${err.check} check failed: `.length);
-      return { state: 'failed', check: err.check, detail, hint: err.hint };
+      return { state: 'failed', check: err.check, detail: err.detail, hint: err.hint };
     }
   }
 }

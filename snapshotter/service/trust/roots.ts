@@ -7,15 +7,11 @@
  * will be refused.
  */
 import type { Logger } from '../../core/log.js';
-import { loadTrustRoots, NODE_TRUST_DIR, PACKAGE_TRUST_DIR } from '../../signature/trust.js';
+import { loadTrustRoots, NODE_TRUST_SOURCES } from '../../signature/trust.js';
 import type { X509Certificate } from '../../signature/x509.js';
 
-export function trustSources(trustDirs: readonly string[] | undefined): readonly string[] {
-  return trustDirs ?? [PACKAGE_TRUST_DIR, NODE_TRUST_DIR];
-}
-
 export async function loadDaemonTrustRoots(trustDirs: readonly string[] | undefined, logger: Logger): Promise<X509Certificate[]> {
-  const sources = trustSources(trustDirs);
+  const sources = trustDirs ?? NODE_TRUST_SOURCES;
   const roots = await loadTrustRoots(sources, { missingOk: true });
   const fields = { trustDirs: sources, roots: roots.map((r) => `${r.certificate.subject} (${r.source})`) };
   // Info, not a warning: a node that pulls no signed images needs no roots.

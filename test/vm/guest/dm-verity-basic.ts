@@ -13,11 +13,11 @@
  * wrong observation is a precise assertion there. Exits non-zero only when a
  * step could not run. Import only its types: loading it runs it.
  */
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout } from 'node:timers/promises';
 import { SystemCallError } from '../../../snapshotter/core/errors.js';
-import { verityTable } from '../../../snapshotter/layer/verity/table.js';
+import { verityTable, verityTarget } from '../../../snapshotter/layer/verity/table.js';
 import {
   attachLoop,
   dmCreate,
@@ -41,6 +41,7 @@ import {
 } from '../../../snapshotter/native/index.js';
 import { makeErofsImage } from '../../support/mkfs-erofs.js';
 import { veritysetupFormat } from '../../support/veritysetup.js';
+import { dropCaches, errnoOf, flipByte, readHead } from '../support/guest-io.js';
 
 export interface DmVerityBasicReport {
   dmVersion: number[];
@@ -85,49 +86,6 @@ const HELLO = 'hello through dm-verity\n';
 const DATA = Array.from({ length: 1000 }, (_, i) => `dm-verity line ${String(i).padStart(8, '0')}\n`).join('');
 const TARGET_LINE = 'dm-verity line 00000500\n';
 
-/** The errno name of a failed call, or "none". */
-async function errnoOf(call: () => unknown): Promise<string> {
-  try {
-    await call();
-    return 'none';
-  } catch (err) {
-    if (err instanceof SystemCallError) return err.errno;
-    return (err as NodeJS.ErrnoException).code ?? String(err);
-  }
-}
-
-function readHead(path: string, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buffer = Buffer.alloc(length);
-    return buffer.subarray(0, readSync(fd, buffer, 0, length, 0));
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function flipByte(file: string, offset: number): void {
-  const fd = openSync(file, 'r+');
-  try {
-    const byte = Buffer.alloc(1);
-    readSync(fd, byte, 0, 1, offset);
-    byte[0] = byte[0]! ^ 0x01;
-    writeSync(fd, byte, 0, 1, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The intact pages are still cached above dm-verity; only a fresh read is verified. */
-function dropCaches(): void {
-  writeFileSync('/proc/sys/vm/drop_caches', '3\n');
-}
-
-function target(line: string): DmTarget {
-  const [start, length, type, ...params] = line.split(' ');
-  return { start: Number(start), length: Number(length), type: type!, params: params.join(' ') };
-}
-
 async function verityStatus(name: string): Promise<string> {
   const [only] = await dmStatus(name);
   return only?.params ?? 'no target';
@@ -168,13 +126,14 @@ async function main(): Promise<void> {
     const data = await attach(cleanup, image);
     const hash = await attach(cleanup, hashFile);
     const loopNumbers = [data, hash].map((loop) => `7:${loop.number}`);
-    const table = verityTable({ dataDevice: data.device, hashDevice: hash.device, dataBlocks, rootHash });
+    const tableInput = { dataDevice: data.device, hashDevice: hash.device, dataBlocks, rootHash };
+    const table = verityTable(tableInput);
 
     await dmCreate(NAME, { uuid: `INTEGRITY-TEST-${NAME}` });
     cleanup.add(() => dmRemove(NAME));
     const createTwiceError = await errnoOf(() => dmCreate(NAME));
-    const writableVerityError = await errnoOf(() => dmLoadTable(NAME, [target(table)], { readOnly: false }));
-    const loaded = await dmLoadTable(NAME, [target(table)], { readOnly: true });
+    const writableVerityError = await errnoOf(() => dmLoadTable(NAME, [verityTarget(tableInput)], { readOnly: false }));
+    const loaded = await dmLoadTable(NAME, [verityTarget(tableInput)], { readOnly: true });
     const resumed = await dmResume(NAME);
     // The table holds both loop devices now; with autoclear they go when it does.
     await data.close();
@@ -281,10 +240,10 @@ async function withWrongRoot(
   const wrongHash = (rootHash[0] === '0' ? '1' : '0') + rootHash.slice(1);
   const data = await attach(cleanup, image);
   const hash = await attach(cleanup, hashFile);
-  const line = verityTable({ dataDevice: data.device, hashDevice: hash.device, dataBlocks, rootHash: wrongHash });
+  const target = verityTarget({ dataDevice: data.device, hashDevice: hash.device, dataBlocks, rootHash: wrongHash });
   await dmCreate(WRONG);
   cleanup.add(() => dmRemove(WRONG));
-  await dmLoadTable(WRONG, [target(line)], { readOnly: true });
+  await dmLoadTable(WRONG, [target], { readOnly: true });
   const info = await dmResume(WRONG);
   await data.close();
   await hash.close();
@@ -310,10 +269,10 @@ async function deferredRemove(
 ): Promise<DmVerityBasicReport['deferred']> {
   const data = await attach(cleanup, image);
   const hash = await attach(cleanup, hashFile);
-  const line = verityTable({ dataDevice: data.device, hashDevice: hash.device, dataBlocks, rootHash });
+  const target = verityTarget({ dataDevice: data.device, hashDevice: hash.device, dataBlocks, rootHash });
   await dmCreate(DEFERRED);
   cleanup.add(() => dmRemove(DEFERRED));
-  await dmLoadTable(DEFERRED, [target(line)], { readOnly: true });
+  await dmLoadTable(DEFERRED, [target], { readOnly: true });
   const node = await dmDeviceNode(await dmResume(DEFERRED));
   await data.close();
   await hash.close();

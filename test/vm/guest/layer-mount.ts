@@ -16,10 +16,11 @@
  * leaves the judging to test/vm/layer-mount.test.ts. Exits non-zero only when
  * a step could not run. Import only its types: loading it runs it.
  */
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, type CliResult } from '../../support/cli-in-process.js';
 import { makeTar } from '../../support/oci-image.js';
+import { dropCaches, flipByte } from '../support/guest-io.js';
 
 const HELLO = 'hello through integrityctl layer mount\n';
 // 2000 lines of 32 bytes: 16 blocks of file data; the target line sits in a middle block.
@@ -52,23 +53,6 @@ function readOrErrno(path: string): string {
   } catch (err) {
     return `errno:${(err as NodeJS.ErrnoException).code ?? String(err)}`;
   }
-}
-
-function flipByte(file: string, offset: number): void {
-  const fd = openSync(file, 'r+');
-  try {
-    const byte = Buffer.alloc(1);
-    readSync(fd, byte, 0, 1, offset);
-    byte[0] = byte[0]! ^ 0x01;
-    writeSync(fd, byte, 0, 1, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The intact pages are still cached above dm-verity; only a fresh read is verified. */
-function dropCaches(): void {
-  writeFileSync('/proc/sys/vm/drop_caches', '3\n');
 }
 
 /** Names of device-mapper devices that are ours (integrity-*), from sysfs. */

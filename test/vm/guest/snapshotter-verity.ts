@@ -21,7 +21,7 @@
  * saw for test/vm/snapshotter-verity.test.ts; exits non-zero only when a step
  * could not run. Import only its types: loading it runs it.
  */
-import { closeSync, createWriteStream, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadSnapshotterConfig } from '../../../snapshotter/core/config.js';
@@ -32,6 +32,7 @@ import { runCli, type CliResult } from '../../support/cli-in-process.js';
 import { CommandError } from '../../support/command.js';
 import { Containerd } from '../../support/containerd.js';
 import { busyboxImage } from '../../support/oci-image.js';
+import { dropCaches, flipByte } from '../support/guest-io.js';
 
 const IMAGE = 'integrity.test/app:v1';
 const SECRET = `a file the test corrupts on disk: ${'0123456789abcdef'.repeat(64)}\n`;
@@ -66,18 +67,6 @@ export interface SnapshotterVerityReport {
   metricsAfterTamper: string;
   refusalLogLines: string[];
   daemonLog: string;
-}
-
-function flipByte(file: string, offset: number): void {
-  const fd = openSync(file, 'r+');
-  try {
-    const byte = Buffer.alloc(1);
-    readSync(fd, byte, 0, 1, offset);
-    byte[0] = byte[0]! ^ 0x01;
-    writeSync(fd, byte, 0, 1, offset);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** A ctr call's outcome; a failure is an outcome here, not an error. */
@@ -172,7 +161,7 @@ try {
     flipByte(file, offset + MARKER.length + 100);
     tamperedLayer = { file, offset: offset + MARKER.length + 100 };
   }
-  writeFileSync('/proc/sys/vm/drop_caches', '3\n');
+  dropCaches();
   const logBeforeRefusal = daemonLog().length;
   const execAfterTamper = await outcome(() => containerd.ctr(['tasks', 'exec', '--exec-id', 'reader', 'keeper', '/bin/cat', '/data/secret']));
   const statusMountedCorrupted = await runCli(statusArgs);

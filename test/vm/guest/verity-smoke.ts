@@ -9,8 +9,9 @@
  * assertion failure there. Exits non-zero only if a step could not run.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { dropCaches, errnoOf, flipByte, readHead } from '../support/guest-io.js';
 
 const DEVICE = 'vm-verity-smoke';
 /** The project's pinned dm-verity parameters (docs/dm-verity.md); no superblock, so open needs them too. */
@@ -50,26 +51,7 @@ function statusLine(): string {
   return /^\s*status:\s*(.+)$/m.exec(out)?.[1]?.trim() ?? `unparsed: ${out}`;
 }
 
-function readErrorCode(path: string): string {
-  try {
-    readFileSync(path);
-    return 'none';
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code ?? String(err);
-  }
-}
-
-function readHead(path: string, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    return buf.subarray(0, readSync(fd, buf, 0, length, 0));
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function main(): void {
+async function main(): Promise<void> {
   const resultsDir = process.env.VM_RESULTS_DIR;
   if (!resultsDir) throw new Error('VM_RESULTS_DIR is not set: run this through runInVm');
   const work = mkdtempSync('/tmp/verity-smoke-');
@@ -104,16 +86,10 @@ function main(): void {
     if (flippedOffset < 0 || imageBytes.indexOf(TARGET_LINE, flippedOffset + 1) >= 0) {
       throw new Error(`the line to corrupt is not exactly once in ${image}`);
     }
-    const fd = openSync(image, 'r+');
-    try {
-      writeSync(fd, Buffer.from([imageBytes[flippedOffset]! ^ 0x01]), 0, 1, flippedOffset);
-    } finally {
-      closeSync(fd);
-    }
-    // The intact pages are still cached above dm-verity; only a fresh read verifies.
-    writeFileSync('/proc/sys/vm/drop_caches', '3\n');
+    flipByte(image, flippedOffset);
+    dropCaches();
 
-    const readAfterError = readErrorCode(mountedFile);
+    const readAfterError = await errnoOf(() => readFileSync(mountedFile));
     const firstBlockAfterMatches = readHead(mountedFile, 4096).toString('utf8') === content.slice(0, 4096);
     const report: VeritySmokeReport = {
       rootHash,
@@ -133,4 +109,4 @@ function main(): void {
   }
 }
 
-main();
+await main();

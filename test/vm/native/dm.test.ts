@@ -1,17 +1,9 @@
 /** The addon's device-mapper calls on a real dm-verity device, in the VM (see guest/dm-verity-basic.ts). */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { DmVerityBasicReport } from '../guest/dm-verity-basic.js';
-import { GUEST_RESULTS_DIR } from '../support/qemu.js';
-import { guestProgram, runInVmForTest, vmTest } from '../support/vm-test.js';
+import { runGuestReport, vmTest } from '../support/vm-test.js';
 
 vmTest('dm-verity through the addon: create, load, resume, mount, detect a flipped byte, refuse a wrong root, remove', async (t) => {
-  const result = await runInVmForTest(t, {
-    argv: [process.execPath, guestProgram('dm-verity-basic'), join(GUEST_RESULTS_DIR, 'dm-verity-basic.json')],
-    timeoutMs: 180_000,
-  });
-  t.is(result.exitCode, 0, result.output);
-  const r = JSON.parse(readFileSync(join(result.resultsDir, 'dm-verity-basic.json'), 'utf8')) as DmVerityBasicReport;
+  const r = await runGuestReport<DmVerityBasicReport>(t, 'dm-verity-basic', 180_000);
 
   t.is(r.dmVersion[0], 4);
   t.regex(r.table, new RegExp(`^0 \\d+ verity 1 /dev/loop\\d+ /dev/loop\\d+ 4096 4096 \\d+ 0 sha256 ${r.rootHash} [0-9a-f]{64}$`));

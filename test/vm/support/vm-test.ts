@@ -1,12 +1,13 @@
 /**
  * What every VM test file needs: tests that skip with the reason when the VM
- * cannot run here, the host path of a compiled guest program, and runs whose
- * files are removed when the test ends.
+ * cannot run here, the host path of a compiled guest program, runs whose
+ * files are removed when the test ends, and a guest program's report.
  */
 import test, { type ExecutionContext } from 'ava';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runInVm, vmAvailable, type VmRunOptions, type VmRunResult } from './qemu.js';
+import { GUEST_RESULTS_DIR, runInVm, vmAvailable, type VmRunOptions, type VmRunResult } from './qemu.js';
 
 const available = vmAvailable();
 
@@ -30,4 +31,16 @@ export async function runInVmForTest(t: ExecutionContext, options: VmRunOptions)
   t.teardown(() => rmSync(result.runDir, { recursive: true, force: true }));
   t.log(`boot ${Math.round(result.bootMs)} ms, total ${Math.round(result.totalMs)} ms`);
   return result;
+}
+
+/**
+ * Runs guest program `name`, which takes the path of its report as its only
+ * argument; it must run to its end (exit 0, else its output is the failure),
+ * and its report (`<name>.json`, parsed) is what the test then judges.
+ */
+export async function runGuestReport<Report>(t: ExecutionContext, name: string, timeoutMs: number): Promise<Report> {
+  const report = `${name}.json`;
+  const result = await runInVmForTest(t, { argv: [process.execPath, guestProgram(name), join(GUEST_RESULTS_DIR, report)], timeoutMs });
+  t.is(result.exitCode, 0, result.output);
+  return JSON.parse(readFileSync(join(result.resultsDir, report), 'utf8')) as Report;
 }

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { InvalidArgumentError } from '../../../../snapshotter/core/errors.js';
-import { verityTable } from '../../../../snapshotter/layer/verity/table.js';
+import { verityTable, verityTarget } from '../../../../snapshotter/layer/verity/table.js';
 
 const root = '4392712ba01368efdf14b05c76f9e4df0d53664630b5d48632ed17a137f39076';
 
@@ -23,6 +23,15 @@ test('defaults: pinned salt, tree from block 0 of a separate hash device', (t) =
     verityTable({ dataDevice: '7:3', hashDevice: '/dev/loop4', dataBlocks: 129, rootHash: root.toUpperCase() }),
     `0 1032 verity 1 7:3 /dev/loop4 4096 4096 129 0 sha256 ${root} dc0f616e4bf75776061d5ffb7a6f45e1313b7cc86f3aa49b68de4f6d187bad2b`,
   );
+});
+
+test('the same table as a DM_TABLE_LOAD target: sectors, type, the parameters after them', (t) => {
+  t.deepEqual(verityTarget({ dataDevice: '7:3', hashDevice: '/dev/loop4', dataBlocks: 129, rootHash: root.toUpperCase() }), {
+    start: 0,
+    length: 1032,
+    type: 'verity',
+    params: `1 7:3 /dev/loop4 4096 4096 129 0 sha256 ${root} dc0f616e4bf75776061d5ffb7a6f45e1313b7cc86f3aa49b68de4f6d187bad2b`,
+  });
 });
 
 test('no salt is written as -', (t) => {

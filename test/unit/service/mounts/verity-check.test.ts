@@ -1,6 +1,6 @@
 import test from 'ava';
 import { verityParams } from '../../../../snapshotter/layer/verity/params.js';
-import { verityTable } from '../../../../snapshotter/layer/verity/table.js';
+import { verityTarget } from '../../../../snapshotter/layer/verity/table.js';
 import type { DmTarget } from '../../../../snapshotter/native/index.js';
 import {
   decideReuse,
@@ -18,9 +18,8 @@ const expected: VerityExpectation = { rootHash: ROOT, dataBlocks: 300, image: IM
 
 /** What the kernel prints for our table: the same line with the loop devices as major:minor. */
 function liveTable(overrides: Partial<{ rootHash: string; dataBlocks: number; salt: string; extra: string }> = {}): DmTarget[] {
-  const line = verityTable({ dataDevice: '7:0', hashDevice: '7:1', dataBlocks: overrides.dataBlocks ?? 300, rootHash: overrides.rootHash ?? ROOT, ...(overrides.salt ? { salt: overrides.salt } : {}) });
-  const [start, length, type, ...params] = line.split(' ');
-  return [{ start: Number(start), length: Number(length), type: type!, params: params.join(' ') + (overrides.extra ?? '') }];
+  const target = verityTarget({ dataDevice: '7:0', hashDevice: '7:1', dataBlocks: overrides.dataBlocks ?? 300, rootHash: overrides.rootHash ?? ROOT, ...(overrides.salt ? { salt: overrides.salt } : {}) });
+  return [{ ...target, params: target.params + (overrides.extra ?? '') }];
 }
 
 function observed(overrides: Partial<VerityObservation> = {}): VerityObservation {

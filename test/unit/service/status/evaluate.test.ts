@@ -1,5 +1,5 @@
 import test from 'ava';
-import { verityTable } from '../../../../snapshotter/layer/verity/table.js';
+import { verityTarget } from '../../../../snapshotter/layer/verity/table.js';
 import type { DmTarget } from '../../../../snapshotter/native/index.js';
 import type { MountInfoEntry } from '../../../../snapshotter/service/mounts/mountinfo.js';
 import { snapshotterDeviceUuid } from '../../../../snapshotter/service/mounts/verity-identity.js';
@@ -15,8 +15,7 @@ const available = { available: true as const, version: '4.47.0' };
 const missing = { available: false as const, reason: 'device-mapper is not available in this kernel', hint: undefined };
 
 function table(rootHash = ROOT): DmTarget[] {
-  const [start, length, type, ...params] = verityTable({ dataDevice: '7:0', hashDevice: '7:1', dataBlocks: 10, rootHash }).split(' ');
-  return [{ start: Number(start), length: Number(length), type: type!, params: params.join(' ') }];
+  return [verityTarget({ dataDevice: '7:0', hashDevice: '7:1', dataBlocks: 10, rootHash })];
 }
 
 function device(id: number, options: { status?: 'V' | 'C'; rootHash?: string; uuid?: string } = {}): DeviceObservation {
