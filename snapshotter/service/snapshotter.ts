@@ -27,7 +27,7 @@ import { TEMP_MARKER } from '../core/atomic-file.js';
 import { besideKey } from './backend-key.js';
 import { diskUsage } from './disk-usage.js';
 import { KeyedLock } from './keyed-lock.js';
-import type { LayerStore } from './layers/store.js';
+import { moveLayerFiles, type BlobLayer, type LayerStore } from './layers/store.js';
 import { NEW_PREFIX, publishDirectory, REMOVING_PREFIX, type RootLayout } from './layout.js';
 import type { MetadataStore } from './metadata/store.js';
 import {
@@ -43,14 +43,15 @@ import {
 import type { LayerBlob, LayerBlobs } from './pull/layer-blobs.js';
 import { ConversionsAhead } from './pull/convert-ahead.js';
 import { checkLayerChain } from './pull/layer-chain.js';
-import { claimedChainId, commitSource, prepareSource, SNAPSHOT_REF_LABEL, type LayerSource } from './pull/source.js';
+import { PullAhead } from './pull/pull-ahead.js';
+import { claimedChainId, commitSource, criImageLayers, prepareSource, SNAPSHOT_REF_LABEL, type LayerSource } from './pull/source.js';
 import { readXattrs } from './layers/xattrs.js';
 import { hostLayerFs, type LayerFs } from './rootfs/merged-tree.js';
 import { MOUNTPOINTS_NAMESPACE } from './rootfs/mountpoints.js';
 import { MountpointsLayers } from './rootfs/mountpoints-layers.js';
 import type { RootfsPolicy } from './rootfs/policy.js';
 import type { MountManager } from './mounts/manager.js';
-import type { LayerTrust } from './trust/image-trust.js';
+import type { LayerPlan, LayerTrust } from './trust/image-trust.js';
 import { layerReferences } from './mounts/reconcile.js';
 import { snapshotMounts, mountDataBytes, MOUNT_OPTIONS_MAX_BYTES, type Mount } from './mounts/snapshot-mounts.js';
 
@@ -68,6 +69,14 @@ export interface SnapshotterOptions {
   layerFs?: LayerFs;
   /** Checks layers against their image's signature before and after conversion; without it, none are. */
   trust?: LayerTrust;
+}
+
+/** A blob converted into layer files, before the checks that make them a snapshot's layer. */
+interface ConvertedBlob {
+  blob: LayerBlob;
+  built: BlobLayer;
+  /** The image signature the files must match, when one protects the layer. */
+  trust: LayerPlan | undefined;
 }
 
 export class Snapshotter {
@@ -88,6 +97,8 @@ export class Snapshotter {
   private readonly busy = new Set<string>();
   /** Layers of unlabelled unpacks, built while containerd writes their upper dirs. */
   private readonly ahead = new ConversionsAhead();
+  /** Layers of CRI pulls, built while containerd writes the first missing one (pull/pull-ahead.ts). */
+  private readonly pullAhead: PullAhead<ConvertedBlob>;
 
   constructor(options: SnapshotterOptions) {
     this.layout = options.layout;
@@ -107,6 +118,16 @@ export class Snapshotter {
       logger: this.logger,
     });
     this.trust = options.trust;
+    this.pullAhead = new PullAhead({
+      makeDir: () => this.newDirectory(),
+      convert: async (ns, layer, dir) => {
+        const blobs = this.blobs!;
+        const blob = await blobs.find(ns, layer, { wait: 'queued' });
+        return blob && this.convertBlob(blobs, ns, blob, dir, layer);
+      },
+      drop: (dir) => this.dropDirectory(dir),
+      logger: this.logger,
+    });
   }
 
   /** Start-up reconcile: drop directories the metadata does not know, then bring the layer mounts in line. */
@@ -132,7 +153,9 @@ export class Snapshotter {
         });
       }
       const mounts = await this.create(ns, 'active', key, parent, labels);
-      if (!source.fastPath) this.convertAhead(ns, key, parent, source.layer);
+      // The fast path missed: this is the first layer of a pull whose blob containerd has not fetched yet.
+      if (source.fastPath) this.stageAhead(ns, labels);
+      else this.convertAhead(ns, key, parent, source.layer);
       return mounts;
     }
     if (!(await this.readOnlyRoot(ns, key, parent))) return this.create(ns, 'active', key, parent, labels);
@@ -223,6 +246,7 @@ export class Snapshotter {
 
   /** Shutdown: idle layer mounts go; layers that snapshots use stay mounted for their containers. */
   async close(): Promise<void> {
+    await this.pullAhead.close();
     await this.mountManager.close();
   }
 
@@ -245,8 +269,7 @@ export class Snapshotter {
     // Fail fast on a bad parent before mounting anything; the transaction checks again.
     const parents = parent === '' ? [] : this.store.layerChain(ns, parent);
     const chain = mountpoints === undefined ? parents : [mountpoints, ...parents];
-    const temp = await mkdtemp(join(this.layout.snapshots, NEW_PREFIX));
-    this.busy.add(temp);
+    const temp = await this.newDirectory();
     let acquired = false;
     let created: string | undefined;
     let snapshot: MountableSnapshot;
@@ -293,16 +316,21 @@ export class Snapshotter {
       // A concurrent Prepare of the same layer may have converted it meanwhile.
       if (this.store.findCommitted(ns, parent, { name: SNAPSHOT_REF_LABEL, value: chainId }) !== undefined) return true;
       if (parent !== '') this.store.layerChain(ns, parent);
-      const blob = await blobs.find(ns, layer, { waitForFetch: true });
-      if (!blob) {
-        log.info({ digest: layer.layerDigest, source: 'upper' }, 'layer blob not in containerd yet: containerd unpacks into a writable snapshot');
-        return false;
-      }
-      const temp = await mkdtemp(join(this.layout.snapshots, NEW_PREFIX));
-      this.busy.add(temp);
+      const staged = layer.layerDigest === undefined ? undefined : await this.pullAhead.take(ns, layer.layerDigest);
+      let temp = staged?.dir;
       let created: string | undefined;
       try {
-        const built = await this.buildFromBlob(blobs, ns, blob, temp, parent, layer);
+        let converted = staged?.value;
+        if (!converted) {
+          const blob = await blobs.find(ns, layer, { wait: 'fetching' });
+          if (!blob) {
+            log.info({ digest: layer.layerDigest, source: 'upper' }, 'layer blob not in containerd yet: containerd unpacks into a writable snapshot');
+            return false;
+          }
+          temp = await this.newDirectory();
+          converted = await this.convertBlob(blobs, ns, blob, temp, layer);
+        }
+        const built = await this.acceptConverted(ns, converted, temp!, parent, layer);
         // Named by the chain ID, as containerd names committed layers, beside the key in containerd's
         // `<namespace>/<sequence>/` form so that requests without namespace metadata find it.
         const preferred = besideKey(key, chainId);
@@ -310,16 +338,19 @@ export class Snapshotter {
         const s = this.store.transaction(() => {
           const committed = this.store.insertCommitted(ns, name, parent, built, labels);
           created = this.layout.snapshot(committed.id);
-          publishDirectory(temp, created);
+          publishDirectory(temp!, created);
           return committed;
         });
-        log.info({ digest: blob.digest, source: 'blob', name, id: s.id, rootHash: built.rootHash }, 'layer converted from its blob at Prepare; containerd skips its unpack');
+        log.info(
+          { digest: converted.blob.digest, source: 'blob', ahead: staged !== undefined, name, id: s.id, rootHash: built.rootHash },
+          'layer converted from its blob at Prepare; containerd skips its unpack',
+        );
         return true;
       } catch (err) {
-        await this.removeQuietly(created ? [temp, created] : [temp], log);
+        if (temp) await this.removeQuietly(created ? [temp, created] : [temp], log);
         throw err;
       } finally {
-        this.busy.delete(temp);
+        if (temp) this.busy.delete(temp);
       }
     });
   }
@@ -336,10 +367,15 @@ export class Snapshotter {
     const dir = this.layout.snapshot(this.store.getInfo(ns, key).id);
     this.ahead.start(lockKey(ns, key), chainId, dir, async () => {
       // containerd not answering now: the Commit asks again and decides.
-      const blob = await blobs.find(ns, layer, { waitForFetch: false }).catch(() => undefined);
+      const blob = await blobs.find(ns, layer, { wait: 'no' }).catch(() => undefined);
       if (!blob) return undefined;
       return { layer: await this.buildFromBlob(blobs, ns, blob, dir, parent, layer), digest: blob.digest };
     });
+  }
+
+  /** The layers a CRI pull will unpack after this one, converted while containerd writes this one (pull/pull-ahead.ts). */
+  private stageAhead(ns: string, labels: Labels): void {
+    if (this.blobs) this.pullAhead.stage(ns, criImageLayers(labels));
   }
 
   /** Commit's layer: from the blob when this is an unpack of a layer containerd has, else from the upper dir. */
@@ -352,8 +388,19 @@ export class Snapshotter {
       log.info({ chainId: source.chainId, digest: ahead.digest, source: 'blob', ahead: true }, 'layer built from its blob; the upper dir is dropped');
       return ahead.layer;
     }
+    const staged = unpack && source.layerDigest !== undefined ? await this.pullAhead.take(ns, source.layerDigest) : undefined;
+    if (staged) {
+      try {
+        await moveLayerFiles(staged.dir, dir);
+      } finally {
+        await this.dropDirectory(staged.dir);
+      }
+      const layer = await this.acceptConverted(ns, staged.value, dir, this.store.getInfo(ns, key).info.parent, source);
+      log.info({ chainId: source.chainId, digest: staged.value.blob.digest, source: 'blob', ahead: true }, 'layer built from its blob; the upper dir is dropped');
+      return layer;
+    }
     const { blobs } = this;
-    const blob = unpack && blobs && source.chainId ? await blobs.find(ns, source, { waitForFetch: false }) : undefined;
+    const blob = unpack && blobs && source.chainId ? await blobs.find(ns, source, { wait: 'no' }) : undefined;
     if (blobs && blob) {
       const layer = await this.buildFromBlob(blobs, ns, blob, dir, this.store.getInfo(ns, key).info.parent, source);
       log.info({ chainId: source.chainId, digest: blob.digest, source: 'blob' }, 'layer built from its blob; the upper dir is dropped');
@@ -379,23 +426,43 @@ export class Snapshotter {
     parent: string,
     layer: LayerSource,
   ): Promise<CommittedLayer> {
-    const chainId = layer.chainId;
+    return this.acceptConverted(ns, await this.convertBlob(blobs, ns, blob, dir, layer), dir, parent, layer);
+  }
+
+  /** Checks the signature of a signed image the layer belongs to, then converts the blob into `dir`. */
+  private async convertBlob(blobs: LayerBlobs, ns: string, blob: LayerBlob, dir: string, layer: LayerSource): Promise<ConvertedBlob> {
     const trust = await this.trust?.plan(ns, layer, blob.digest);
-    let built;
     try {
-      built = await this.layers.commitBlob(blobs.read(ns, blob.digest), dir, blob.digest);
+      return { blob, built: await this.layers.commitBlob(blobs.read(ns, blob.digest), dir, blob.digest), trust };
     } catch (err) {
       throw trust ? trust.conversionFailed(err) : err;
     }
+  }
+
+  /** The layer files in `dir` as the layer `layer.chainId` on `parent`, checked against the chain and the signature; else they go. */
+  private async acceptConverted(ns: string, converted: ConvertedBlob, dir: string, parent: string, layer: LayerSource): Promise<CommittedLayer> {
+    const { blob, built, trust } = converted;
     try {
       const parentChainId = parent === '' ? undefined : this.chainIdOf(ns, parent);
-      const checked = checkLayerChain({ digest: blob.digest, diffId: built.diffId, expectedDiffId: blob.diffId, chainId, parent, parentChainId });
+      const checked = checkLayerChain({ digest: blob.digest, diffId: built.diffId, expectedDiffId: blob.diffId, chainId: layer.chainId, parent, parentChainId });
       const signed = trust?.accept(built);
       return { rootHash: built.rootHash, usage: built.usage, ...(checked ? { chainId: checked } : {}), images: blob.images, ...(signed ? { signed } : {}) };
     } catch (err) {
       await this.layers.discard(dir);
       throw err;
     }
+  }
+
+  /** A new `new-*` directory under snapshots/, kept from Cleanup until published or dropped. */
+  private async newDirectory(): Promise<string> {
+    const dir = await mkdtemp(join(this.layout.snapshots, NEW_PREFIX));
+    this.busy.add(dir);
+    return dir;
+  }
+
+  private async dropDirectory(dir: string): Promise<void> {
+    await this.removeQuietly([dir], this.logger);
+    this.busy.delete(dir);
   }
 
   /** For a container on `parent`: whether its root must be read-only. */

@@ -4,6 +4,9 @@
  * tree. The snapshotter depends on this seam only; tests without the layer
  * pipeline can stand in a fake.
  */
+import { rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { syncDirectory } from '../../core/atomic-file.js';
 import type { CommittedLayer } from '../metadata/types.js';
 
 export interface BlobLayer extends CommittedLayer {
@@ -29,4 +32,13 @@ export interface LayerStore {
   commitBlob(blob: AsyncIterable<Uint8Array>, layerDir: string, expectedDigest: string): Promise<BlobLayer>;
   /** Drops what commitDirectory wrote into `layerDir` (its commit failed after all). */
   discard(layerDir: string): Promise<void>;
+}
+
+/**
+ * Moves a layer's files from the directory they were built in to the
+ * snapshot's (one file system), durably: the Commit that follows records them.
+ */
+export async function moveLayerFiles(fromDir: string, toDir: string): Promise<void> {
+  for (const name of [LAYER_IMAGE, LAYER_HASH_TREE]) await rename(join(fromDir, name), join(toDir, name));
+  syncDirectory(toDir);
 }

@@ -11,6 +11,9 @@
  *   - the blobs of the layers above it are being fetched already: `find`
  *     waits for such a fetch (an ingest of that digest that makes progress)
  *     and then the Prepare can take the fast path.
+ * A conversion ahead of the unpack (pull-ahead.ts) also waits for a fetch
+ * that has not started yet: containerd fetches a few blobs at a time, so a
+ * layer's turn comes while the pull's other fetches make progress.
  * Finding nothing is never an error: the caller falls back to containerd's
  * own unpack, which checks the layer's diff ID itself.
  */
@@ -28,13 +31,20 @@ export interface LayerBlob {
   images: string[];
 }
 
+/**
+ * What `find` waits for when the blob is not there yet: nothing; a fetch of
+ * it in progress; or also a fetch not started yet, while the namespace's
+ * other fetches make progress.
+ */
+export type BlobWait = 'no' | 'fetching' | 'queued';
+
 export interface LayerBlobsOptions {
   content: ContentClient;
   imageLayers: ImageLayers;
   logger: Logger;
   /** How often a fetch in progress is looked at (default 25 ms). */
   pollMs?: number;
-  /** A fetch whose ingest has not grown for this long is not waited for any longer (default 10 s). */
+  /** A fetch (with 'queued': any fetch of the namespace) that has not progressed for this long is not waited for any longer (default 10 s). */
   stallMs?: number;
 }
 
@@ -54,11 +64,11 @@ export class LayerBlobs {
   }
 
   /**
-   * The layer's blob when containerd has it, or — with `waitForFetch` — once
-   * a fetch of it in progress completes. Undefined when there is none (or
-   * containerd cannot be asked: logged), so the caller takes the other path.
+   * The layer's blob when containerd has it, or once the fetch `wait` names
+   * completes. Undefined when there is none (or containerd cannot be asked:
+   * logged), so the caller takes the other path.
    */
-  async find(ns: string, source: LayerSource, options: { waitForFetch: boolean }): Promise<LayerBlob | undefined> {
+  async find(ns: string, source: LayerSource, options: { wait: BlobWait }): Promise<LayerBlob | undefined> {
     const log = this.logger.child({ ns, chainId: source.chainId });
     try {
       // CRI names the blob and the image being pulled: no need to read every image of the
@@ -72,7 +82,7 @@ export class LayerBlobs {
         images: [...new Set([...(source.imageRef ? [source.imageRef] : []), ...(match?.images ?? [])])].sort(),
       };
       if (await this.content.info(ns, digest)) return blob;
-      if (options.waitForFetch && (await this.fetched(ns, digest))) return blob;
+      if (options.wait !== 'no' && (await this.fetched(ns, digest, options.wait === 'queued'))) return blob;
       return undefined;
     } catch (err) {
       log.warn({ err, digest: source.layerDigest }, "cannot look for the layer's blob in containerd; taking the path without it");
@@ -85,17 +95,23 @@ export class LayerBlobs {
     return this.content.read(ns, digest);
   }
 
-  /** Waits while an ingest of `digest` makes progress; true once the blob is complete. */
-  private async fetched(ns: string, digest: string): Promise<boolean> {
-    let last: Ingest | undefined;
+  /**
+   * Waits while an ingest of `digest` makes progress — with `queued`, while
+   * any ingest of the namespace does, so a fetch waiting for its turn is
+   * waited for too; true once the blob is complete.
+   */
+  private async fetched(ns: string, digest: string, queued: boolean): Promise<boolean> {
+    let last: string | undefined;
     let progressAt = Date.now();
     for (;;) {
-      const ingest = (await this.content.ingests(ns)).find((i) => i.ref.endsWith(digest));
+      const ingests = await this.content.ingests(ns);
+      const own = ingests.find((i) => i.ref.endsWith(digest));
       // An ingest that just went away was committed (or aborted): the blob says which.
-      if (!ingest) return (await this.content.info(ns, digest)) !== undefined;
-      if (last === undefined || ingest.offset !== last.offset) progressAt = Date.now();
+      if (!own && !queued) return (await this.content.info(ns, digest)) !== undefined;
+      const state = queued ? ingests.map((i) => `${i.ref}@${i.offset}`).join(',') : String(own!.offset);
+      if (state !== last) progressAt = Date.now();
       else if (Date.now() - progressAt > this.stallMs) return false;
-      last = ingest;
+      last = state;
       await sleep(this.pollMs);
       if (await this.content.info(ns, digest)) return true;
     }

@@ -26,6 +26,13 @@ export const CRI_MANIFEST_DIGEST_LABEL = 'containerd.io/snapshot/cri.manifest-di
 /** CRI: the image reference being pulled (`registry.example/app:1.0`). */
 export const CRI_IMAGE_REF_LABEL = 'containerd.io/snapshot/cri.image-ref';
 
+/**
+ * CRI: the digests of this layer's blob and of every layer above it, comma
+ * separated (cut short where the label would pass containerd's size limit),
+ * "for preparing layers in parallel".
+ */
+export const CRI_IMAGE_LAYERS_LABEL = 'containerd.io/snapshot/cri.image-layers';
+
 /** containerd's snapshots.UnpackKeyPrefix: keys of snapshots a layer is unpacked into. */
 const UNPACK_KEY_PREFIX = 'extract-';
 
@@ -74,6 +81,18 @@ export function commitSource(name: string, labels: Labels): LayerSource {
 /** The chain ID a committed snapshot claims to be: its label, else its name. Unchecked: for lookups only. */
 export function claimedChainId(name: string, labels: Labels): string | undefined {
   return digestOrUndefined(labels[SNAPSHOT_REF_LABEL]) ?? digestOrUndefined(clientKey(name));
+}
+
+/**
+ * The layers CRI_IMAGE_LAYERS_LABEL lists, from this one up, as their own
+ * Prepares will describe them (but for the chain ID, which needs the image
+ * config); none when the label is missing or malformed.
+ */
+export function criImageLayers(labels: Labels): Array<LayerSource & { layerDigest: string }> {
+  const digests = (labels[CRI_IMAGE_LAYERS_LABEL] ?? '').split(',');
+  if (!digests.every((d) => DIGEST.test(d))) return [];
+  const { imageRef, manifestDigest } = layerSource(labels, undefined);
+  return digests.map((layerDigest) => ({ chainId: undefined, layerDigest, imageRef, manifestDigest }));
 }
 
 function layerSource(labels: Labels, fallbackChainId: string | undefined): LayerSource {

@@ -236,13 +236,15 @@ serial('(a) the signed root-hash list edited and signed again by an untrusted ke
 });
 
 serial("(a') the signed list edited and signed again by a trusted key: the root-hash comparison refuses the layer on the fast path", async (t) => {
+  const mark = stack.snapshotter.logs().length;
   const text = await expectRefusal(t, 'mismatch', criPull(`${HOST}/signed/mismatch:v1`), {
     image: `${HOST}/signed/mismatch:v1`, layer: 2, check: 'root-hash', reason: 'root_hash_mismatch',
     says: /the layer converts to root hash [0-9a-f]{64}, its signed io\.containerd-integrity\.layer-root-hashes entry is f{64}/,
   });
   t.regex(text, /seal the image again/, 'and how to fix it');
-  const mismatch = images.get('mismatch')!;
-  t.truthy(signedRecord(chainIds(mismatch.tars)[0]!), 'the layer below, whose entry is right, passed');
+  // From the log: the failed pull's lease is gone, and containerd's garbage collector may take the layer any moment.
+  const passed = stack.snapshotter.logs().slice(mark).find((l) => l.msg === 'layer matches its image signature' && l.layer === 1);
+  t.like(passed, { image: `${HOST}/signed/mismatch:v1`, digest: images.get('mismatch')!.manifest.layers[0]!.digest }, 'the layer below, whose entry is right, passed');
 });
 
 serial('(b) signed under a CA that is not a trust root: refused at import', async (t) => {

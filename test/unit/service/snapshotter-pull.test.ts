@@ -7,7 +7,7 @@ import test from 'ava';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError, IntegrityViolationError } from '../../../snapshotter/core/errors.js';
-import { CRI_IMAGE_REF_LABEL, CRI_LAYER_DIGEST_LABEL, SNAPSHOT_REF_LABEL } from '../../../snapshotter/service/pull/source.js';
+import { CRI_IMAGE_LAYERS_LABEL, CRI_IMAGE_REF_LABEL, CRI_LAYER_DIGEST_LABEL, SNAPSHOT_REF_LABEL } from '../../../snapshotter/service/pull/source.js';
 import { addImage, digestOf } from '../../support/containerd-fakes.js';
 import { pullFakes } from '../../support/pull-fakes.js';
 import { fakeLayerContents } from '../../support/snapshotter-fakes.js';
@@ -166,4 +166,56 @@ test('ctr import: a layer built ahead counts only for the chain the Commit names
   await f.snapshotter.prepare('default', again, '', {});
   await f.snapshotter.remove('default', again);
   t.deepEqual((await readdir(f.layout.snapshots)).length, 1, 'only the committed layer is left');
+});
+
+test('CRI pull: at the first layer without its blob, it and the layers above are converted as their blobs arrive; Commit and Prepares take them', async (t) => {
+  const { f, content, images } = await pullFakes(t);
+  const img = addImage(content, images, NS, 'r/app:1', LAYERS);
+  images.records.set(NS, []);
+  const [c1, c2] = img.chainIds as [string, string];
+  const [d1, d2] = img.layers as [string, string];
+  for (const d of [d1, d2]) content.delete(NS, d);
+  const labels1 = { ...criLabels(c1, d1), [CRI_IMAGE_LAYERS_LABEL]: `${d1},${d2}` };
+  const key1 = unpackKey(1, c1);
+  await f.snapshotter.prepare(NS, key1, '', labels1);
+  const dir1 = f.layout.snapshot(f.store.getInfo(NS, key1).id);
+
+  // containerd fetches the blobs (one fetch in progress at a time), then applies layer 1.
+  const ingest = { ref: `layer-${d1}`, offset: 0 };
+  content.ingesting.set(NS, [ingest]);
+  const grow = setInterval(() => (ingest.offset += 1), 5);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  clearInterval(grow);
+  content.add(NS, LAYERS[0]!);
+  content.add(NS, LAYERS[1]!);
+  content.ingesting.set(NS, []);
+  await writeFile(join(f.layout.upper(f.store.getInfo(NS, key1).id), 'applied-by-containerd'), 'x');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.deepEqual(content.reads, [d1, d2], 'both converted while containerd applies layer 1');
+  await f.snapshotter.cleanup(); // leaves the conversions ahead alone
+  await f.snapshotter.commit(NS, `${NS}/2/${c1}`, key1, labels1);
+  t.deepEqual(await fakeLayerContents(dir1), [`blob ${d1}`]);
+  t.is(f.store.layerOrigin(NS, `${NS}/2/${c1}`).chainId, c1);
+
+  await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(3, c2), `${NS}/2/${c1}`, criLabels(c2, d2)), { instanceOf: AlreadyExistsError });
+  t.is(f.store.layerOrigin(NS, `${NS}/3/${c2}`).chainId, c2, 'the chain was checked when it was taken');
+  t.is(f.layers.blobCommits, 2, 'each layer converted once');
+  t.deepEqual(content.reads, [d1, d2], 'each blob read once');
+  t.deepEqual((await readdir(f.layout.snapshots)).length, 2, 'no directory of a conversion ahead is left');
+});
+
+test('CRI pull: a conversion ahead whose blob is not what the chain needs is refused when taken, and nothing is left', async (t) => {
+  const { f, content, images } = await pullFakes(t);
+  const img = addImage(content, images, NS, 'r/app:1', LAYERS);
+  images.records.set(NS, []);
+  const [c1] = img.chainIds as [string, string];
+  const [d1, d2] = img.layers as [string, string];
+  content.delete(NS, d1);
+  await f.snapshotter.prepare(NS, unpackKey(1, c1), '', { ...criLabels(c1, d1), [CRI_IMAGE_LAYERS_LABEL]: `${d1},${d2}` });
+  content.add(NS, LAYERS[0]!);
+  const wrongChain = digestOf(Buffer.from('another chain'));
+  await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(2, wrongChain), '', criLabels(wrongChain, d2)), { instanceOf: IntegrityViolationError });
+  await f.snapshotter.remove(NS, unpackKey(1, c1));
+  await f.snapshotter.close();
+  t.deepEqual(await readdir(f.layout.snapshots), []);
 });

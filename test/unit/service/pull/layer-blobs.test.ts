@@ -19,7 +19,7 @@ const source = (s: Partial<LayerSource>): LayerSource => ({ chainId: undefined, 
 test("CRI's layer digest: found when the blob is there, with the image being pulled", async (t) => {
   const { content, blobs } = setup();
   const digest = content.add(NS, Buffer.from('layer'));
-  t.deepEqual(await blobs.find(NS, source({ chainId: digest, layerDigest: digest, imageRef: 'r/a:1' }), { waitForFetch: false }), {
+  t.deepEqual(await blobs.find(NS, source({ chainId: digest, layerDigest: digest, imageRef: 'r/a:1' }), { wait: 'no' }), {
     digest,
     diffId: undefined,
     images: ['r/a:1'],
@@ -29,19 +29,19 @@ test("CRI's layer digest: found when the blob is there, with the image being pul
 test('no label: resolved through the images, with the diff ID the config promises', async (t) => {
   const { content, images, blobs } = setup();
   const a = addImage(content, images, NS, 'r/a:1', [Buffer.from('one'), Buffer.from('two')]);
-  t.deepEqual(await blobs.find(NS, source({ chainId: a.chainIds[1] }), { waitForFetch: false }), {
+  t.deepEqual(await blobs.find(NS, source({ chainId: a.chainIds[1] }), { wait: 'no' }), {
     digest: a.layers[1]!,
     diffId: a.layers[1],
     images: ['r/a:1'],
   });
-  t.is(await blobs.find(NS, source({ chainId: `sha256:${'0'.repeat(64)}` }), { waitForFetch: false }), undefined);
+  t.is(await blobs.find(NS, source({ chainId: `sha256:${'0'.repeat(64)}` }), { wait: 'no' }), undefined);
 });
 
 test('a blob not there and not being fetched: nothing to wait for', async (t) => {
   const { blobs } = setup();
   const digest = digestOf(Buffer.from('absent'));
   const started = Date.now();
-  t.is(await blobs.find(NS, source({ layerDigest: digest }), { waitForFetch: true }), undefined);
+  t.is(await blobs.find(NS, source({ layerDigest: digest }), { wait: 'fetching' }), undefined);
   t.true(Date.now() - started < 1000);
 });
 
@@ -57,20 +57,49 @@ test('a blob being fetched: waited for while the ingest grows, found once commit
     content.add(NS, bytes);
     content.ingesting.set(NS, []);
   }, 60);
-  t.is((await blobs.find(NS, source({ layerDigest: digest }), { waitForFetch: true }))?.digest, digest);
-  t.is(await blobs.find(NS, source({ layerDigest: digestOf(Buffer.from('x')) }), { waitForFetch: false }), undefined);
+  t.is((await blobs.find(NS, source({ layerDigest: digest }), { wait: 'fetching' }))?.digest, digest);
+  t.is(await blobs.find(NS, source({ layerDigest: digestOf(Buffer.from('x')) }), { wait: 'no' }), undefined);
 });
 
 test('an ingest that stopped growing (a cancelled fetch left behind) is not waited for', async (t) => {
   const { content, blobs } = setup(50);
   const digest = digestOf(Buffer.from('stalled'));
   content.ingesting.set(NS, [{ ref: `layer-${digest}`, offset: 10 }]);
-  t.is(await blobs.find(NS, source({ layerDigest: digest }), { waitForFetch: true }), undefined);
+  t.is(await blobs.find(NS, source({ layerDigest: digest }), { wait: 'fetching' }), undefined);
 });
 
 test('containerd not answering: no blob, no error (the writable path still works)', async (t) => {
   const { content, blobs } = setup();
   const digest = content.add(NS, Buffer.from('layer'));
   content.down = true;
-  t.is(await blobs.find(NS, source({ layerDigest: digest }), { waitForFetch: true }), undefined);
+  t.is(await blobs.find(NS, source({ layerDigest: digest }), { wait: 'fetching' }), undefined);
+});
+
+test("'queued': a fetch not started yet is waited for while the pull's other fetches progress", async (t) => {
+  const { content, blobs } = setup(100);
+  const bytes = Buffer.from('later layer');
+  const digest = digestOf(bytes);
+  const other = { ref: `layer-${digestOf(Buffer.from('earlier layer'))}`, offset: 0 };
+  content.ingesting.set(NS, [other]);
+  // The earlier fetch grows for longer than stallMs, then this blob's own fetch runs and completes.
+  const grow = setInterval(() => (other.offset += 1), 10);
+  setTimeout(() => {
+    clearInterval(grow);
+    content.ingesting.set(NS, [{ ref: `layer-${digest}`, offset: 1 }]);
+  }, 250);
+  setTimeout(() => {
+    content.add(NS, bytes);
+    content.ingesting.set(NS, []);
+  }, 300);
+  t.is((await blobs.find(NS, source({ layerDigest: digest }), { wait: 'queued' }))?.digest, digest);
+});
+
+test("'queued': given up once no fetch of the namespace has progressed for stallMs", async (t) => {
+  const { content, blobs } = setup(50);
+  const digest = digestOf(Buffer.from('never fetched'));
+  content.ingesting.set(NS, [{ ref: `layer-${digestOf(Buffer.from('stuck'))}`, offset: 5 }]);
+  const started = Date.now();
+  t.is(await blobs.find(NS, source({ layerDigest: digest }), { wait: 'queued' }), undefined);
+  t.true(Date.now() - started < 1000);
+  t.is(await blobs.find(NS, source({ layerDigest: digest }), { wait: 'fetching' }), undefined);
 });

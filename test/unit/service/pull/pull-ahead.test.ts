@@ -1,0 +1,87 @@
+import test from 'ava';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { silentLogger } from '../../../../snapshotter/core/log.js';
+import { PullAhead, type AheadLayer } from '../../../../snapshotter/service/pull/pull-ahead.js';
+
+const NS = 'k8s.io';
+const layer = (n: number): AheadLayer => ({ chainId: undefined, layerDigest: `sha256:${String(n).repeat(64).slice(0, 64)}`, imageRef: 'r/app:1', manifestDigest: undefined });
+
+/** A PullAhead whose conversions take `ms` each and record what they did. */
+function setup(options: { ms?: number; keepMs?: number; convert?: (l: AheadLayer) => string | undefined } = {}) {
+  const events: string[] = [];
+  const dirs = new Set<string>();
+  let made = 0;
+  let running = 0;
+  let mostAtOnce = 0;
+  const ahead = new PullAhead<string>({
+    makeDir: async () => {
+      const dir = `/dir-${++made}`;
+      dirs.add(dir);
+      return dir;
+    },
+    convert: async (_ns, l, dir) => {
+      mostAtOnce = Math.max(mostAtOnce, ++running);
+      events.push(`start ${l.layerDigest.slice(7, 8)}`);
+      await sleep(options.ms ?? 20);
+      running--;
+      events.push(`end ${l.layerDigest.slice(7, 8)}`);
+      return options.convert ? options.convert(l) : `${l.layerDigest} in ${dir}`;
+    },
+    drop: async (dir) => void dirs.delete(dir),
+    logger: silentLogger,
+    ...(options.keepMs !== undefined ? { keepMs: options.keepMs } : {}),
+  });
+  return { ahead, events, dirs, mostAtOnce: () => mostAtOnce };
+}
+
+test('one conversion at a time, in the order staged; a layer staged twice is converted once', async (t) => {
+  const { ahead, events, mostAtOnce } = setup();
+  ahead.stage(NS, [layer(1), layer(2)]);
+  ahead.stage(NS, [layer(2), layer(3)]);
+  t.deepEqual(await ahead.take(NS, layer(3).layerDigest), { dir: '/dir-3', value: `${layer(3).layerDigest} in /dir-3` });
+  t.deepEqual(events, ['start 1', 'end 1', 'start 2', 'end 2', 'start 3', 'end 3']);
+  t.is(mostAtOnce(), 1);
+  t.truthy(await ahead.take(NS, layer(1).layerDigest));
+  t.is(await ahead.take(NS, layer(1).layerDigest), undefined, 'each is taken once');
+  t.is(await ahead.take('other', layer(2).layerDigest), undefined, 'per namespace');
+});
+
+test('a blob that never came: undefined, and its directory is dropped', async (t) => {
+  const { ahead, dirs } = setup({ convert: () => undefined });
+  ahead.stage(NS, [layer(1)]);
+  t.is(await ahead.take(NS, layer(1).layerDigest), undefined);
+  t.deepEqual([...dirs], []);
+});
+
+test('a failed conversion: the taker gets the error, the directory is dropped, the next layer still converts', async (t) => {
+  const { ahead, dirs } = setup({
+    convert: (l) => {
+      if (l.layerDigest === layer(1).layerDigest) throw new Error('refused: not the signed blob');
+      return 'ok';
+    },
+  });
+  ahead.stage(NS, [layer(1), layer(2)]);
+  await t.throwsAsync(ahead.take(NS, layer(1).layerDigest), { message: /not the signed blob/ });
+  t.deepEqual(await ahead.take(NS, layer(2).layerDigest), { dir: '/dir-2', value: 'ok' });
+  t.deepEqual([...dirs], ['/dir-2'], 'the taken directory is the taker\'s');
+});
+
+test('a conversion nobody takes is dropped after keepMs', async (t) => {
+  const { ahead, dirs } = setup({ keepMs: 30 });
+  ahead.stage(NS, [layer(1)]);
+  await sleep(20);
+  t.deepEqual([...dirs], ['/dir-1']);
+  await sleep(80);
+  t.deepEqual([...dirs], []);
+  t.is(await ahead.take(NS, layer(1).layerDigest), undefined);
+});
+
+test('close: what is queued does not start, the running one finishes, nothing staged is kept', async (t) => {
+  const { ahead, dirs, events } = setup();
+  ahead.stage(NS, [layer(1), layer(2)]);
+  await sleep(5);
+  await ahead.close();
+  t.deepEqual(events, ['start 1', 'end 1']);
+  t.deepEqual([...dirs], []);
+  t.is(await ahead.take(NS, layer(2).layerDigest), undefined);
+});
