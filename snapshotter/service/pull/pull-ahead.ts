@@ -60,9 +60,11 @@ export class PullAhead<T> {
     const queued = layers.filter((layer) => !this.entries.has(entryKey(ns, layer.layerDigest)));
     if (queued.length === 0) return;
     this.options.logger.info({ ns, image: queued[0]!.imageRef, layers: queued.map((l) => l.layerDigest) }, "converting the pull's layers ahead of their unpack");
+    // Once one blob never came the pull has stopped: the layers after it are not waited for in turn.
+    const pull = { stopped: false };
     for (const layer of queued) {
       const id = entryKey(ns, layer.layerDigest);
-      const entry: Entry<T> = { result: this.tail.then(() => this.run(ns, layer)) };
+      const entry: Entry<T> = { result: this.tail.then(() => this.run(ns, layer, pull)) };
       this.tail = entry.result.catch(() => undefined);
       // Whoever takes the entry sees its failure; until then it must not count as unhandled.
       entry.result.catch(() => undefined);
@@ -95,8 +97,8 @@ export class PullAhead<T> {
     for (const [id, entry] of this.entries) await this.expire(id, entry);
   }
 
-  private async run(ns: string, layer: AheadLayer): Promise<StagedLayer<T> | undefined> {
-    if (this.closed) return undefined;
+  private async run(ns: string, layer: AheadLayer, pull: { stopped: boolean }): Promise<StagedLayer<T> | undefined> {
+    if (this.closed || pull.stopped) return undefined;
     const dir = await this.options.makeDir();
     try {
       const value = await this.options.convert(ns, layer, dir);
@@ -105,6 +107,8 @@ export class PullAhead<T> {
       await this.options.drop(dir);
       throw err;
     }
+    pull.stopped = true;
+    this.options.logger.info({ ns, digest: layer.layerDigest }, 'a layer blob to convert ahead never came: the pull stopped; the layers after it are not waited for');
     await this.options.drop(dir);
     return undefined;
   }

@@ -46,11 +46,15 @@ test('one conversion at a time, in the order staged; a layer staged twice is con
   t.is(await ahead.take('other', layer(2).layerDigest), undefined, 'per namespace');
 });
 
-test('a blob that never came: undefined, and its directory is dropped', async (t) => {
-  const { ahead, dirs } = setup({ convert: () => undefined });
-  ahead.stage(NS, [layer(1)]);
+test('a blob that never came: undefined, its directory dropped, and the layers staged with it are not waited for', async (t) => {
+  const { ahead, dirs, events } = setup({ convert: (l) => (l.layerDigest === layer(1).layerDigest ? undefined : 'ok') });
+  ahead.stage(NS, [layer(1), layer(2)]);
+  ahead.stage(NS, [layer(3)]);
   t.is(await ahead.take(NS, layer(1).layerDigest), undefined);
-  t.deepEqual([...dirs], []);
+  t.is(await ahead.take(NS, layer(2).layerDigest), undefined);
+  t.truthy(await ahead.take(NS, layer(3).layerDigest), 'another pull is not affected');
+  t.deepEqual(events, ['start 1', 'end 1', 'start 3', 'end 3']);
+  t.deepEqual([...dirs], ['/dir-2']);
 });
 
 test('a failed conversion: the taker gets the error, the directory is dropped, the next layer still converts', async (t) => {
