@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { convertLayer, type ConvertResult } from '../../../snapshotter/layer/convert.js';
-import { attachLoop, loadNative, mount, unmount } from '../../../snapshotter/native/index.js';
+import { attachLoop, mount, unmount } from '../../../snapshotter/native/index.js';
 import { missingPrograms, runCommand } from '../../support/command.js';
 import { goldenVectors, makeGoldenTars } from '../../support/golden-tars.js';
 import { tar, type TarMember } from '../../support/tar-writer.js';
@@ -21,6 +21,7 @@ import {
   LayerModel, RefusedLayer, compareWithMount, expectedTree, formatDifferences, layerEntries, type ExpectedTree,
 } from '../../support/tree-compare.js';
 import { veritysetupFormat } from '../../support/veritysetup.js';
+import { nativeAddonMissing } from '../../support/native-addon.js';
 
 const FSCK_EROFS = '/usr/bin/fsck.erofs';
 const RUNS = Number(process.env.KERNEL_TRUTH_RUNS ?? 25);
@@ -31,12 +32,7 @@ function skipReason(): string | undefined {
   if (!readFileSync('/proc/filesystems', 'utf8').includes('\terofs\n')) return 'the kernel has no erofs (modprobe erofs)';
   const missing = missingPrograms({ [FSCK_EROFS]: 'erofs-utils', '/usr/sbin/veritysetup': 'cryptsetup-bin' });
   if (missing) return missing;
-  try {
-    loadNative();
-  } catch (err) {
-    return `native addon: ${(err as Error).message}`;
-  }
-  return undefined;
+  return nativeAddonMissing();
 }
 
 const skip = skipReason();

@@ -7,9 +7,9 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadNative } from '../../../snapshotter/native/loader.js';
 import { unmount } from '../../../snapshotter/native/mount.js';
 import { makeErofsImage, mkfsErofsMissing, type Tree } from '../../support/mkfs-erofs.js';
+import { nativeAddonMissing } from '../../support/native-addon.js';
 
 /** Why these tests cannot run on this machine, or undefined. */
 export function hostSkipReason(): string | undefined {
@@ -17,12 +17,7 @@ export function hostSkipReason(): string | undefined {
   if (!existsSync('/dev/loop-control')) return 'no /dev/loop-control (loop module not loaded)';
   const noMkfs = mkfsErofsMissing();
   if (noMkfs) return noMkfs;
-  try {
-    loadNative();
-  } catch (err) {
-    return `native addon: ${(err as Error).message}`;
-  }
-  return undefined;
+  return nativeAddonMissing();
 }
 
 export function tempDir(t: ExecutionContext): string {

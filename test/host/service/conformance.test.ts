@@ -10,8 +10,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadNative } from '../../../snapshotter/native/loader.js';
 import { parseMountInfo } from '../../../snapshotter/service/mounts/mountinfo.js';
+import { nativeAddonMissing } from '../../support/native-addon.js';
 
 const MAIN = fileURLToPath(new URL('../../../snapshotter/cli/main.js', import.meta.url));
 const RUN_SH =
@@ -26,12 +26,7 @@ function skipReason(): string | undefined {
     const q = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
     if (!q.stdout?.includes('install ok installed')) return `Debian package ${pkg} is not installed (the suite is built from it)`;
   }
-  try {
-    loadNative();
-  } catch (err) {
-    return `native addon: ${(err as Error).message}`;
-  }
-  return undefined;
+  return nativeAddonMissing();
 }
 
 const skip = skipReason();

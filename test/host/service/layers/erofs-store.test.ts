@@ -12,10 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { silentLogger } from '../../../../snapshotter/core/log.js';
-import { getXattr, listXattrs, loadNative, mount, unmount } from '../../../../snapshotter/native/index.js';
+import { getXattr, listXattrs, mount, unmount } from '../../../../snapshotter/native/index.js';
 import { ErofsLayerStore } from '../../../../snapshotter/service/layers/erofs-store.js';
 import { readXattrs } from '../../../../snapshotter/service/layers/xattrs.js';
 import { veritysetupFormat, veritysetupMissing } from '../../../support/veritysetup.js';
+import { nativeAddonMissing } from '../../../support/native-addon.js';
 
 const FSCK = '/usr/bin/fsck.erofs';
 
@@ -28,12 +29,7 @@ function skipReason(): string | undefined {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return `${FSCK} is not installed (Debian package erofs-utils)`;
   }
-  try {
-    loadNative();
-  } catch (err) {
-    return `native addon: ${(err as Error).message}`;
-  }
-  return undefined;
+  return nativeAddonMissing();
 }
 
 const skip = skipReason();

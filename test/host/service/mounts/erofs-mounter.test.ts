@@ -10,27 +10,14 @@ import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { silentLogger } from '../../../../snapshotter/core/log.js';
-import { loadNative } from '../../../../snapshotter/native/loader.js';
 import { ErofsMounter, kernelAtLeast } from '../../../../snapshotter/service/mounts/erofs-mounter.js';
 import { MountManager } from '../../../../snapshotter/service/mounts/manager.js';
 import { parseMountInfo } from '../../../../snapshotter/service/mounts/mountinfo.js';
-import { makeErofsImage, mkfsErofsMissing } from '../../../support/mkfs-erofs.js';
+import { makeErofsImage } from '../../../support/mkfs-erofs.js';
 import { fakeLayer } from '../../../support/snapshotter-fakes.js';
+import { hostSkipReason } from '../../native/fixture.js';
 
-function skipReason(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root (mount, loop devices)';
-  if (!existsSync('/dev/loop-control')) return 'no /dev/loop-control (loop module not loaded)';
-  const noMkfs = mkfsErofsMissing();
-  if (noMkfs) return noMkfs;
-  try {
-    loadNative();
-  } catch (err) {
-    return `native addon: ${(err as Error).message}`;
-  }
-  return undefined;
-}
-
-const skip = skipReason();
+const skip = hostSkipReason();
 if (skip) test('layer mounts', (t) => t.pass(`skipped: ${skip}`));
 
 function mountsUnder(dir: string) {

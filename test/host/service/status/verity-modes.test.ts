@@ -20,22 +20,17 @@ import { createLogger } from '../../../../snapshotter/core/log.js';
 import { loadProto } from '../../../../snapshotter/core/proto.js';
 import type { ProtoGrpcType } from '../../../../snapshotter/gen/snapshots.js';
 import type { SnapshotsClient } from '../../../../snapshotter/gen/containerd/services/snapshots/v1/Snapshots.js';
-import { loadNative } from '../../../../snapshotter/native/loader.js';
 import { startSnapshotterDaemon, type RunningDaemon } from '../../../../snapshotter/service/daemon.js';
 import { parseMountInfo } from '../../../../snapshotter/service/mounts/mountinfo.js';
 import type { StatusReport } from '../../../../snapshotter/service/status/evaluate.js';
+import { nativeAddonMissing } from '../../../support/native-addon.js';
 
 const MAIN = fileURLToPath(new URL('../../../../snapshotter/cli/main.js', import.meta.url));
 
 function skipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (layer mounts)';
   if (existsSync('/dev/mapper/control')) return 'this kernel has device-mapper: these tests are about one without it (the VM tests cover dm-verity)';
-  try {
-    loadNative();
-  } catch (err) {
-    return `native addon: ${(err as Error).message}`;
-  }
-  return undefined;
+  return nativeAddonMissing();
 }
 
 const skip = skipReason();
