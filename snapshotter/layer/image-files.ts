@@ -72,6 +72,8 @@ export async function writeImageFiles(image: ErofsImage, options: ImageFilesOpti
     const result = await verity.finish();
     verity = undefined;
     treeWritten = options.hashFile !== undefined;
+    // The last look before the rename: an abort during finish() must not let the image appear.
+    options.signal?.throwIfAborted();
     output.commit();
     return { bytes: image.bytes, sha256, rootHash: result.rootHash, salt: result.salt, dataBlocks: result.dataBlocks };
   } catch (err) {
