@@ -27,13 +27,13 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { containerdSkipReason } from '../../support/containerd.js';
 import { startIntegrityStack, type IntegrityStack } from '../../support/integrity-snapshotter.js';
 import { busyboxImage, chainIds, type FileSpec, type TestImage } from '../../support/oci-image.js';
 import { Registry, registrySkipReason } from '../../support/registry.js';
 import { rootProblems } from '../../support/root-state.js';
 import { veritysetupMissing } from '../../support/veritysetup.js';
+import { until } from '../../support/until.js';
 
 const skip = containerdSkipReason() ?? veritysetupMissing();
 const serial = skip ? test.skip : test.serial;
@@ -90,15 +90,6 @@ async function snapshotFiles(): Promise<string[]> {
     for (const f of await readdir(join(snapshotsDir(), dir)).catch(() => [])) paths.push(join(dir, f));
   }
   return paths;
-}
-
-/** Polls `probe` every few milliseconds until it returns something; fails after `timeoutMs`. */
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(3)) {
-    const found = await probe();
-    if (found !== undefined) return found;
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** A file being written as a layer image: `<dir>/.tmp-layer.erofs.*`. */

@@ -11,6 +11,7 @@ import { CRI_IMAGE_LAYERS_LABEL, CRI_IMAGE_REF_LABEL, CRI_LAYER_DIGEST_LABEL, SN
 import { addImage, digestOf } from '../../support/containerd-fakes.js';
 import { pullFakes } from '../../support/pull-fakes.js';
 import { fakeLayerContents } from '../../support/snapshotter-fakes.js';
+import { until } from '../../support/until.js';
 
 const NS = 'k8s.io';
 const LAYERS = [Buffer.from('layer one'), Buffer.from('layer two')];
@@ -143,7 +144,7 @@ test('ctr import: each layer converts once, from Prepare on, while containerd wr
   await f.snapshotter.prepare('default', key, '', {});
   const dir = f.layout.snapshot(f.store.getInfo('default', key).id);
   // A Cleanup while containerd writes the upper dir leaves the layer built ahead alone.
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await until('the layer built ahead', async () => ((await readdir(dir)).includes('layer.erofs') ? true : undefined), 10_000);
   await f.snapshotter.cleanup();
   t.deepEqual((await readdir(dir)).sort(), ['fs', 'layer.erofs', 'layer.verity', 'work'], 'built before the Commit');
   await f.snapshotter.commit('default', `default/20/${c1}`, key, {});
@@ -190,7 +191,7 @@ test('CRI pull: at the first layer without its blob, it and the layers above are
   content.add(NS, LAYERS[1]!);
   content.ingesting.set(NS, []);
   await writeFile(join(f.layout.upper(f.store.getInfo(NS, key1).id), 'applied-by-containerd'), 'x');
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await until('both blobs read', () => (content.reads.length >= 2 ? true : undefined), 10_000);
   t.deepEqual(content.reads, [d1, d2], 'both converted while containerd applies layer 1');
   await f.snapshotter.cleanup(); // leaves the conversions ahead alone
   await f.snapshotter.commit(NS, `${NS}/2/${c1}`, key1, labels1);

@@ -81,13 +81,15 @@ test("'queued': a fetch not started yet is waited for while the pull's other fet
   const digest = digestOf(bytes);
   const other = { ref: `layer-${digestOf(Buffer.from('earlier layer'))}`, offset: 0 };
   content.ingesting.set(NS, [other]);
-  // The earlier fetch grows for longer than stallMs, then this blob's own fetch runs and completes.
-  const grow = setInterval(() => (other.offset += 1), 10);
+  // The earlier fetch grows for longer than stallMs, then this blob's own fetch runs (growing too) and completes.
+  let fetching = other;
+  const grow = setInterval(() => (fetching.offset += 1), 10);
   setTimeout(() => {
-    clearInterval(grow);
-    content.ingesting.set(NS, [{ ref: `layer-${digest}`, offset: 1 }]);
+    fetching = { ref: `layer-${digest}`, offset: 1 };
+    content.ingesting.set(NS, [fetching]);
   }, 250);
   setTimeout(() => {
+    clearInterval(grow);
     content.add(NS, bytes);
     content.ingesting.set(NS, []);
   }, 300);
