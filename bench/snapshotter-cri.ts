@@ -27,7 +27,7 @@ import { Containerd } from '../test/support/containerd.js';
 import { containerConfig, readCriLog, runPod, streamText, type Pod } from '../test/support/cri-pod.js';
 import { startIntegrityStack, type IntegrityStack, type LogLine } from '../test/support/integrity-snapshotter.js';
 import { Registry } from '../test/support/registry.js';
-import { peakRssMiB, seconds, secondsSince } from './measure.js';
+import { peakRssMiB, seconds, secondsSince, settleDisk } from './measure.js';
 import { median, ms, ratio, s } from './report.js';
 import { IMAGE_TAG, type RootfsImage } from './rootfs-image.js';
 import { SIDES, sidesInOrder, type BenchOptions, type Side } from './sides.js';
@@ -122,6 +122,7 @@ async function round(nodes: Record<Side, Node>, image: RootfsImage, order: reado
   for (const side of order) {
     const node = nodes[side];
     const mark = node.stack?.snapshotter.logs().length ?? 0;
+    await settleDisk();
     result.pull[side] = await seconds(() => node.containerd.withLog(() => node.containerd.cri.pullImage(IMAGE)));
     if (node.stack) result.paths = layerPaths(node.stack.snapshotter.logs().slice(mark));
     for (let n = 0; n < runs; n++) {

@@ -19,7 +19,7 @@ import { runCommand } from '../test/support/command.js';
 import { CTR } from '../test/support/containerd.js';
 import { startIntegrityStack, type IntegrityStack } from '../test/support/integrity-snapshotter.js';
 import { tarLayout } from '../test/support/oci-image.js';
-import { peakRssMiB, seconds } from './measure.js';
+import { peakRssMiB, seconds, settleDisk } from './measure.js';
 import { median, ms, ratio, s } from './report.js';
 import { IMAGE_TAG, type RootfsImage } from './rootfs-image.js';
 import { SIDES, sidesInOrder, type BenchOptions, type Side } from './sides.js';
@@ -40,8 +40,9 @@ function ctrArgs(stack: IntegrityStack, args: readonly string[]): string[] {
 }
 
 /** Imports the image (with `side`, or content only) and returns the seconds it took. */
-function importImage(stack: IntegrityStack, archive: string, side: Side | 'content'): Promise<number> {
+async function importImage(stack: IntegrityStack, archive: string, side: Side | 'content'): Promise<number> {
   const how = side === 'content' ? ['--no-unpack'] : ['--snapshotter', side];
+  await settleDisk();
   return seconds(() => runCommand(CTR, ctrArgs(stack, ['images', 'import', ...how, '--base-name', REPOSITORY, archive]), { timeoutMs: 600_000 }));
 }
 

@@ -14,7 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError, runCommand } from '../../support/command.js';
 import { cgroupDirs, Containerd, containerdSkipReason, unmountUnder } from '../../support/containerd.js';
 import { runPod, runToExit, streamText, containerConfig } from '../../support/cri-pod.js';
-import { busyboxImage, chainIds, opaqueEntry, whiteoutEntry, type FileSpec, type TestImage } from '../../support/oci-image.js';
+import { assertMergedTree, LAYER_CHANGES, LIST_MERGED_TREE } from '../../support/layer-changes.js';
+import { busyboxImage, chainIds, type TestImage } from '../../support/oci-image.js';
 import { Registry, registrySkipReason } from '../../support/registry.js';
 
 const skip = containerdSkipReason();
@@ -22,26 +23,6 @@ const registrySkip = skip ?? registrySkipReason();
 const serial = skip ? test.skip : test.serial;
 if (skip) test('containerd harness', (t) => t.pass(`skipped: ${skip}`));
 
-/** Two layers over busybox: every tar feature a layer can use, and the OCI whiteout kinds. */
-const DATA_LAYERS: FileSpec[][] = [
-  [
-    { path: 'data/' },
-    { path: 'data/keep', data: 'kept\n' },
-    { path: 'data/gone', data: 'deleted by the layer above\n' },
-    { path: 'data/old/' },
-    { path: 'data/old/hidden', data: 'hidden by the opaque marker above\n' },
-    { path: 'data/link', type: 'symlink', linkTarget: 'keep' },
-    { path: 'data/hard', type: 'hardlink', linkTarget: 'data/keep' },
-    { path: 'data/attr', data: 'x', xattrs: { 'user.integrity.test': 'xattr value' } },
-  ],
-  [
-    { path: 'data/' },
-    whiteoutEntry('data/gone'),
-    { path: 'data/old/' },
-    opaqueEntry('data/old'),
-    { path: 'data/old/new', data: 'new\n' },
-  ],
-];
 const IMPORTED = 'integrity.test/app:v1';
 /** A mirror name, so references look like a node's; containerd sends the pulls to the local registry. */
 const MIRRORED_HOST = 'registry.test';
@@ -54,7 +35,7 @@ let pushed: TestImage;
 test.before(async () => {
   if (skip) return;
   work = await mkdtemp('/tmp/harness-test-');
-  await busyboxImage(join(work, 'app'), { tag: 'v1', layers: DATA_LAYERS });
+  await busyboxImage(join(work, 'app'), { tag: 'v1', layers: LAYER_CHANGES });
   // A different top layer than the imported image: a pull of shared layers would not unpack (or label) anything.
   pushed = await busyboxImage(join(work, 'pulled'), { tag: 'v1', layers: [[{ path: 'data/' }, { path: 'data/pulled', data: 'pulled\n' }]] });
   if (!registrySkip) {
@@ -72,15 +53,15 @@ test.after.always(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-serial('ctr run prints files of the imported image', async (t) => {
-  const { stdout } = await containerd.run(IMPORTED, ['/bin/cat', '/data/keep', '/data/old/new']);
-  t.is(stdout, 'kept\nnew\n');
+serial('a container of the imported image sees the merged tree of its layers', async (t) => {
+  const { stdout } = await containerd.run(IMPORTED, ['/bin/sh', '-c', LIST_MERGED_TREE]);
+  assertMergedTree(t, stdout);
 });
 
 serial('the imported image has every layer applied: whiteout, opaque dir, links, xattr', async (t) => {
   const root = await containerd.mountImage(IMPORTED);
   try {
-    t.deepEqual((await readdir(join(root, 'data'))).sort(), ['attr', 'hard', 'keep', 'link', 'old']);
+    t.deepEqual((await readdir(join(root, 'data'))).sort(), ['attr', 'exec', 'gone', 'hard', 'keep', 'link', 'old', 'tree', 'wd']);
     t.deepEqual(await readdir(join(root, 'data/old')), ['new']);
     t.is(await readlink(join(root, 'data/link')), 'keep');
     t.is((await stat(join(root, 'data/hard'))).ino, (await stat(join(root, 'data/keep'))).ino);
