@@ -1,6 +1,8 @@
 /** What the snapshotter benchmarks measure with: wall time, a settled disk, and a process's peak RSS. */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { runCommand } from '../test/support/command.js';
+import { until } from '../test/support/until.js';
 
 /** Seconds `run` took, wall clock. */
 export async function seconds(run: () => Promise<unknown>): Promise<number> {
@@ -10,13 +12,19 @@ export async function seconds(run: () => Promise<unknown>): Promise<number> {
 }
 
 /**
- * Writes everything the page cache holds to disk (sync(1)) before a side is
- * timed. Without it a side pays for what the one before it left behind: the
- * writeback of its files and, on a file system mounted with `discard`, the
- * trims of the thousands of files its image removal deleted — which the
- * first fsync of the next side waits for.
+ * Before a side is timed: waits until the integrity snapshotter at
+ * `snapshotterRoot` has deleted the upper dirs its last pull discarded
+ * (service/deferred-removal.ts, a few seconds after the pull), then writes
+ * everything the page cache holds to disk (sync(1)). Without it a side pays
+ * for what the one before it left behind: writeback, and on a file system
+ * mounted with `discard` the trims of the thousands of files deleted — by
+ * overlayfs's image removal or by that deferred deletion — which the first
+ * fsync of the next side waits for. Neither deletion is timed, as neither
+ * runs while a pull or a start is measured.
  */
-export async function settleDisk(): Promise<void> {
+export async function settleDisk(snapshotterRoot: string): Promise<void> {
+  const snapshots = join(snapshotterRoot, 'snapshots');
+  await until('the deferred deletions of the integrity snapshotter', () => (readdirSync(snapshots).some((n) => n.startsWith('rm-')) ? undefined : true), 120_000);
   await runCommand('sync', []);
 }
 

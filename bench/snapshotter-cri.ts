@@ -122,7 +122,7 @@ async function round(nodes: Record<Side, Node>, image: RootfsImage, order: reado
   for (const side of order) {
     const node = nodes[side];
     const mark = node.stack?.snapshotter.logs().length ?? 0;
-    await settleDisk();
+    await settleDisk(nodes.integrity.stack!.snapshotter.root);
     result.pull[side] = await seconds(() => node.containerd.withLog(() => node.containerd.cri.pullImage(IMAGE)));
     if (node.stack) result.paths = layerPaths(node.stack.snapshotter.logs().slice(mark));
     for (let n = 0; n < runs; n++) {

@@ -42,7 +42,7 @@ function ctrArgs(stack: IntegrityStack, args: readonly string[]): string[] {
 /** Imports the image (with `side`, or content only) and returns the seconds it took. */
 async function importImage(stack: IntegrityStack, archive: string, side: Side | 'content'): Promise<number> {
   const how = side === 'content' ? ['--no-unpack'] : ['--snapshotter', side];
-  await settleDisk();
+  await settleDisk(stack.snapshotter.root);
   return seconds(() => runCommand(CTR, ctrArgs(stack, ['images', 'import', ...how, '--base-name', REPOSITORY, archive]), { timeoutMs: 600_000 }));
 }
 

@@ -19,12 +19,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { chmod, lchown, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { AlreadyExistsError, isNotFound, NotFoundError } from '../core/errors.js';
+import { AlreadyExistsError, NotFoundError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { TEMP_MARKER } from '../core/atomic-file.js';
 import { besideKey } from './backend-key.js';
+import { DeferredRemoval, moveAside } from './deferred-removal.js';
 import { diskUsage } from './disk-usage.js';
 import { KeyedLock } from './keyed-lock.js';
 import { moveLayerFiles, type BlobLayer, type LayerStore } from './layers/store.js';
@@ -69,6 +69,8 @@ export interface SnapshotterOptions {
   layerFs?: LayerFs;
   /** Checks layers against their image's signature before and after conversion; without it, none are. */
   trust?: LayerTrust;
+  /** How long after the last Commit the upper dirs it discarded are deleted (deferred-removal.ts). */
+  discardQuietMs?: number;
 }
 
 /** A blob converted into layer files, before the checks that make them a snapshot's layer. */
@@ -99,6 +101,8 @@ export class Snapshotter {
   private readonly ahead = new ConversionsAhead();
   /** Layers of CRI pulls, built while containerd writes the first missing one (pull/pull-ahead.ts). */
   private readonly pullAhead: PullAhead<ConvertedBlob>;
+  /** Upper dirs of committed layers, deleted after the pull. */
+  private readonly discarded: DeferredRemoval;
 
   constructor(options: SnapshotterOptions) {
     this.layout = options.layout;
@@ -118,6 +122,12 @@ export class Snapshotter {
       logger: this.logger,
     });
     this.trust = options.trust;
+    this.discarded = new DeferredRemoval({
+      dir: this.layout.snapshots,
+      logger: this.logger,
+      busy: this.busy,
+      ...(options.discardQuietMs !== undefined ? { quietMs: options.discardQuietMs } : {}),
+    });
     this.pullAhead = new PullAhead({
       makeDir: () => this.newDirectory(),
       convert: async (ns, layer, dir) => {
@@ -145,6 +155,7 @@ export class Snapshotter {
    * snapshot; a container gets a read-only root when the rootfs policy says so.
    */
   async prepare(ns: string, key: string, parent: string, labels: Labels): Promise<Mount[]> {
+    this.discarded.postpone();
     const source = prepareSource(key, labels);
     if (source.kind === 'unpack') {
       if (source.fastPath && (await this.unpackFromBlob(ns, key, parent, labels, source.layer))) {
@@ -165,6 +176,7 @@ export class Snapshotter {
   }
 
   view(ns: string, key: string, parent: string, labels: Labels): Promise<Mount[]> {
+    this.discarded.postpone();
     return this.create(ns, 'view', key, parent, labels);
   }
 
@@ -173,6 +185,7 @@ export class Snapshotter {
   }
 
   async commit(ns: string, name: string, key: string, labels: Labels): Promise<void> {
+    this.discarded.postpone();
     const log = this.logger.child({ ns, key, name });
     await this.keys.run(lockKey(ns, key), async () => {
       const active = this.store.checkCommit(ns, key, name);
@@ -187,8 +200,9 @@ export class Snapshotter {
           throw err;
         }
         log.info({ rootHash: layer.rootHash, bytes: layer.usage.size }, 'snapshot committed');
-        // The upper dir is now a layer file; nothing stays extracted.
-        await this.removeQuietly([this.layout.upper(active.id), this.layout.work(active.id)], log);
+        // The upper dir is now a layer file; nothing stays extracted. Deleted after the pull, not
+        // while containerd writes the next layer (deferred-removal.ts).
+        this.discarded.discard([this.layout.upper(active.id), this.layout.work(active.id)], log);
       } finally {
         this.busy.delete(dir);
       }
@@ -197,6 +211,7 @@ export class Snapshotter {
   }
 
   async remove(ns: string, key: string): Promise<void> {
+    this.discarded.postpone();
     const log = this.logger.child({ ns, key });
     await this.keys.run(lockKey(ns, key), async () => {
       const trash = join(this.layout.snapshots, `${REMOVING_PREFIX}${randomUUID()}`);
@@ -207,7 +222,7 @@ export class Snapshotter {
         // Only after the transaction: moved before it, a crash in between would leave a row
         // whose directory start-up Cleanup deletes. Now a crash leaves `<id>` or `rm-*`,
         // which the metadata no longer knows, and Cleanup deletes those.
-        renameIfPresent(this.layout.snapshot(removed.id), trash, log);
+        moveAside(this.layout.snapshot(removed.id), trash, log);
         log.info({ kind: removed.kind }, 'snapshot removed');
         // A removed layer may still be mounted, idle: that mount must not outlive its files.
         if (removed.kind === 'committed') await this.mountManager.forget(removed.id);
@@ -247,6 +262,7 @@ export class Snapshotter {
   /** Shutdown: idle layer mounts go; layers that snapshots use stay mounted for their containers. */
   async close(): Promise<void> {
     await this.pullAhead.close();
+    await this.discarded.close();
     await this.mountManager.close();
   }
 
@@ -556,13 +572,4 @@ export class Snapshotter {
 
 function lockKey(ns: string, key: string): string {
   return `${ns}\0${key}`;
-}
-
-/** After the metadata changed: a failure is logged, and Cleanup deletes the unknown directory later. */
-function renameIfPresent(from: string, to: string, log: Logger): void {
-  try {
-    renameSync(from, to);
-  } catch (err) {
-    if (!isNotFound(err)) log.warn({ err, path: from }, 'cannot move a removed snapshot aside; Cleanup will delete it');
-  }
 }

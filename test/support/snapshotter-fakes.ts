@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { wallClock, type Clock } from '../../snapshotter/core/clock.js';
 import { silentLogger } from '../../snapshotter/core/log.js';
-import { RootLayout } from '../../snapshotter/service/layout.js';
+import { REMOVING_PREFIX, RootLayout } from '../../snapshotter/service/layout.js';
 import { SqliteMetadataStore } from '../../snapshotter/service/metadata/sqlite.js';
 import { MountManager, type LayerMounter, type MountableLayer } from '../../snapshotter/service/mounts/manager.js';
 import { mountableLayer } from '../../snapshotter/service/mounts/mountable-layer.js';
@@ -118,6 +118,11 @@ export async function fakeLayerContents(layerDir: string): Promise<string[]> {
   return JSON.parse(await readFile(join(layerDir, LAYER_IMAGE), 'utf8')) as string[];
 }
 
+/** The directories under `snapshots/`, without the `rm-*` ones that what Commit and Remove discarded waits in for Cleanup. */
+export async function snapshotDirectories(layout: RootLayout): Promise<string[]> {
+  return (await readdir(layout.snapshots)).filter((name) => !name.startsWith(REMOVING_PREFIX));
+}
+
 export interface FakeSnapshotter {
   root: string;
   layout: RootLayout;
@@ -138,7 +143,7 @@ export interface FakeSnapshotter {
  */
 export async function fakeSnapshotter(
   clock: Clock = wallClock(),
-  extra: Pick<SnapshotterOptions, 'blobs' | 'rootfs' | 'trust'> & { idleGraceMs?: number } = {},
+  extra: Pick<SnapshotterOptions, 'blobs' | 'rootfs' | 'trust' | 'discardQuietMs'> & { idleGraceMs?: number } = {},
 ): Promise<FakeSnapshotter> {
   const { idleGraceMs, ...services } = extra;
   const root = await mkdtemp(join(tmpdir(), 'snapshotter-'));

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseMountInfo } from '../../../snapshotter/service/mounts/mountinfo.js';
 import { nativeAddonMissing } from '../../support/native-addon.js';
+import { until } from '../../support/until.js';
 
 const MAIN = fileURLToPath(new URL('../../../snapshotter/cli/main.js', import.meta.url));
 const RUN_SH =
@@ -86,7 +87,9 @@ function runSuite(socket: string, mode: 'serial' | 'parallel'): Promise<string> 
     t.is(last, '20 passed, 0 failed', output.slice(-4000));
   }
 
-  // Every case removes what it made: no snapshot directory and no layer mount may be left.
+  // Every case removes what it made: no snapshot directory and no layer mount may be left. The
+  // upper dirs of the last Commits go a few seconds after them (service/deferred-removal.ts).
+  await until('the discarded upper dirs deleted', () => (readdirSync(join(root, 'snapshots')).length === 0 ? true : undefined), 60_000).catch(() => undefined);
   t.deepEqual(readdirSync(join(root, 'snapshots')), []);
   t.deepEqual(mountsUnder(), []);
   const problems = log.join('').split('\n').filter((line) => /"level":(40|50|60)/.test(line));

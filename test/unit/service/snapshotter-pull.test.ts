@@ -10,7 +10,7 @@ import { AlreadyExistsError, IntegrityViolationError } from '../../../snapshotte
 import { CRI_IMAGE_LAYERS_LABEL, CRI_IMAGE_REF_LABEL, CRI_LAYER_DIGEST_LABEL, SNAPSHOT_REF_LABEL } from '../../../snapshotter/service/pull/source.js';
 import { addImage, digestOf } from '../../support/containerd-fakes.js';
 import { pullFakes } from '../../support/pull-fakes.js';
-import { fakeLayerContents } from '../../support/snapshotter-fakes.js';
+import { fakeLayerContents, snapshotDirectories } from '../../support/snapshotter-fakes.js';
 import { until } from '../../support/until.js';
 
 const NS = 'k8s.io';
@@ -112,7 +112,7 @@ test("a blob that does not make the chain containerd asked for is refused and no
   });
   t.regex(err!.message, new RegExp(`${digest}.*not ${wrongChain}`));
   t.deepEqual(f.snapshotter.list(NS, []), []);
-  t.deepEqual(await readdir(f.layout.snapshots), []);
+  t.deepEqual(await snapshotDirectories(f.layout), []);
 });
 
 test('a blob whose bytes do not match its digest is refused', async (t) => {
@@ -166,7 +166,7 @@ test('ctr import: a layer built ahead counts only for the chain the Commit names
   const again = `default/11/extract-1-xyz ${c1}`;
   await f.snapshotter.prepare('default', again, '', {});
   await f.snapshotter.remove('default', again);
-  t.deepEqual((await readdir(f.layout.snapshots)).length, 1, 'only the committed layer is left');
+  t.deepEqual((await snapshotDirectories(f.layout)).length, 1, 'only the committed layer is left');
 });
 
 test('CRI pull: at the first layer without its blob, it and the layers above are converted as their blobs arrive; Commit and Prepares take them', async (t) => {
@@ -202,7 +202,7 @@ test('CRI pull: at the first layer without its blob, it and the layers above are
   t.is(f.store.layerOrigin(NS, `${NS}/3/${c2}`).chainId, c2, 'the chain was checked when it was taken');
   t.is(f.layers.blobCommits, 2, 'each layer converted once');
   t.deepEqual(content.reads, [d1, d2], 'each blob read once');
-  t.deepEqual((await readdir(f.layout.snapshots)).length, 2, 'no directory of a conversion ahead is left');
+  t.deepEqual((await snapshotDirectories(f.layout)).length, 2, 'no directory of a conversion ahead is left');
 });
 
 test('CRI pull: a conversion ahead whose blob is not what the chain needs is refused when taken, and nothing is left', async (t) => {
@@ -218,5 +218,5 @@ test('CRI pull: a conversion ahead whose blob is not what the chain needs is ref
   await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(2, wrongChain), '', criLabels(wrongChain, d2)), { instanceOf: IntegrityViolationError });
   await f.snapshotter.remove(NS, unpackKey(1, c1));
   await f.snapshotter.close();
-  t.deepEqual(await readdir(f.layout.snapshots), []);
+  t.deepEqual(await snapshotDirectories(f.layout), []);
 });

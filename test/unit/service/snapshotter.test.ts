@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../../../snapshotter/core/errors.js';
-import { fakeLayerContents, fakeSnapshotter, type FakeSnapshotter } from '../../support/snapshotter-fakes.js';
+import { fakeLayerContents, fakeSnapshotter, snapshotDirectories, type FakeSnapshotter } from '../../support/snapshotter-fakes.js';
+import { until } from '../../support/until.js';
 
 const NS = 'default';
 
@@ -35,6 +36,21 @@ test('prepare makes a 0755 upper dir and a bind mount; commit turns it into laye
   t.is(info.kind, 'committed');
   t.deepEqual(info.labels, { k: 'v' });
   t.deepEqual(await f.snapshotter.usage(NS, 'c'), { size: 4096, inodes: 2 });
+});
+
+test('the upper dir a Commit leaves waits in rm-*, which Cleanup leaves alone, and goes after the quiet period', async (t) => {
+  const f = await fakeSnapshotter(undefined, { discardQuietMs: 300 });
+  t.teardown(() => f.dispose());
+  await layer(f, 'base', '', ['a', 'b']);
+  const id = f.store.getInfo(NS, 'base').id;
+  const discarded = (await readdir(f.layout.snapshots)).filter((n) => n.startsWith('rm-'));
+  t.is(discarded.length, 1);
+  t.deepEqual((await readdir(join(f.layout.snapshots, discarded[0]!))).sort(), ['fs', 'work']);
+  t.deepEqual((await readdir(join(f.layout.snapshots, discarded[0]!, 'fs'))).sort(), ['a', 'b'], 'what containerd wrote, moved as it was');
+  await f.snapshotter.cleanup();
+  t.true(existsSync(join(f.layout.snapshots, discarded[0]!)), 'Cleanup (after every garbage collection) does not delete it now');
+  await until('the discarded upper dir deleted', async () => ((await readdir(f.layout.snapshots)).length === 1 ? true : undefined), 10_000);
+  t.deepEqual(await readdir(f.layout.snapshots), [String(id)]);
 });
 
 test('children stand on mounted layers, one overlay, nearest layer first', async (t) => {
@@ -106,7 +122,7 @@ test('a parent that is missing or not committed is refused before anything is mo
   await f.snapshotter.prepare(NS, 'p', '', {});
   await t.throwsAsync(f.snapshotter.view(NS, 'v', 'p', {}), { message: /not committed/ });
   t.deepEqual(f.mounter.calls, []);
-  t.deepEqual((await readdir(f.layout.snapshots)).length, 1);
+  t.deepEqual((await snapshotDirectories(f.layout)).length, 1);
 });
 
 test('a layer that cannot be mounted fails the Prepare and leaves nothing behind', async (t) => {
@@ -115,7 +131,7 @@ test('a layer that cannot be mounted fails the Prepare and leaves nothing behind
   f.mounter.failing.add(f.layout.image(f.store.getInfo(NS, 'base').id));
   await t.throwsAsync(f.snapshotter.prepare(NS, 'a', 'base', {}), { message: /cannot mount/ });
   t.throws(() => f.snapshotter.stat(NS, 'a'), { instanceOf: NotFoundError });
-  t.deepEqual((await readdir(f.layout.snapshots)).length, 1);
+  t.deepEqual((await snapshotDirectories(f.layout)).length, 1);
 });
 
 test('removing a parent fails with "remove"; removal frees the key', async (t) => {
@@ -125,7 +141,7 @@ test('removing a parent fails with "remove"; removal frees the key', async (t) =
   await t.throwsAsync(f.snapshotter.remove(NS, 'base'), { instanceOf: FailedPreconditionError, message: /remove/ });
   await f.snapshotter.remove(NS, 'child');
   await f.snapshotter.remove(NS, 'base');
-  t.deepEqual(await readdir(f.layout.snapshots), []);
+  t.deepEqual(await snapshotDirectories(f.layout), []);
   await f.snapshotter.prepare(NS, 'base', '', {});
 });
 
@@ -157,7 +173,8 @@ test('cleanup drops unknown directories and leftovers, never live ones', async (
   await writeFile(f.layout.image(a), 'half');
   await writeFile(f.layout.hashTree(a), 'half');
   await f.snapshotter.cleanup();
-  t.deepEqual((await readdir(f.layout.snapshots)).sort(), [String(a), String(base)].sort());
+  t.deepEqual((await snapshotDirectories(f.layout)).sort(), [String(a), String(base)].sort());
+  t.false(existsSync(join(f.layout.snapshots, 'rm-crashed')));
   t.deepEqual((await readdir(f.layout.snapshot(base))).sort(), ['layer.erofs', 'layer.verity']);
   t.deepEqual((await readdir(f.layout.snapshot(a))).sort(), ['fs', 'work']);
   t.deepEqual(f.mounter.mounted(), [f.mounts.mountPoint(base)]);
@@ -188,7 +205,7 @@ test('an idle layer mount goes with its layer: Remove unmounts it before deletin
   t.deepEqual(f.mounter.mounted(), [f.mounts.mountPoint(base)]);
   await f.snapshotter.remove(NS, 'base');
   t.deepEqual(f.mounter.mounted(), []);
-  t.deepEqual(await readdir(f.layout.snapshots), []);
+  t.deepEqual(await snapshotDirectories(f.layout), []);
 });
 
 test('idle layer mounts: kept across Prepares and Cleanup, dropped at close; a restart adopts none of them', async (t) => {
