@@ -69,7 +69,7 @@ export interface SnapshotterOptions {
   layerFs?: LayerFs;
   /** Checks layers against their image's signature before and after conversion; without it, none are. */
   trust?: LayerTrust;
-  /** How long after the last Commit the upper dirs it discarded are deleted (deferred-removal.ts). */
+  /** How long the snapshotter must go without a change before the upper dirs Commits dropped are deleted (deferred-removal.ts). */
   discardQuietMs?: number;
 }
 
