@@ -28,9 +28,9 @@ import { containerConfig, readCriLog, runPod, streamText, type Pod } from '../te
 import { startIntegrityStack, type IntegrityStack, type LogLine } from '../test/support/integrity-snapshotter.js';
 import { Registry } from '../test/support/registry.js';
 import { peakRssMiB, seconds, secondsSince, settleDisk } from './measure.js';
-import { median, ms, pairedRatio, s } from './report.js';
+import { median, ms, s } from './report.js';
 import { IMAGE_TAG, type RootfsImage } from './rootfs-image.js';
-import { SIDES, sidesInOrder, type BenchOptions, type Side } from './sides.js';
+import { integrityOverOverlayfs, SIDES, sidesInOrder, type BenchOptions, type Side } from './sides.js';
 
 /** Image references name this host; each containerd's hosts.toml sends it to the local registry. */
 const HOST = 'bench.registry.test';
@@ -179,14 +179,13 @@ export async function benchCriPull(image: RootfsImage, options: BenchOptions): P
     const pullOf = (side: Side) => median(results.map((r) => r.pull[side]));
     const coldOf = (side: Side) => median(results.map((r) => r.cold[side]));
     const warmOf = (side: Side) => median(results.flatMap((r) => r.warm[side]));
-    const paired = (of: (r: Round, side: Side) => number) => pairedRatio(results.map((r) => ({ ours: of(r, 'integrity'), theirs: of(r, 'overlayfs') })));
     console.log(`medians: pull + unpack ${SIDES.map((side) => `${side} ${s(pullOf(side))}`).join(', ')}; ` +
       `start (create + start to first output) first after the pull ${SIDES.map((side) => `${side} ${ms(coldOf(side))}`).join(', ')}` +
       (options.runs > 1 ? `, later ${SIDES.map((side) => `${side} ${ms(warmOf(side))}`).join(', ')}` : ''));
     console.log(`ratios integrity/overlayfs, geometric means of the per-round ratios:`);
-    console.log(`  pull + unpack ${paired((r, side) => r.pull[side])} (target <= 1.00×)`);
-    console.log(`  start latency, first after the pull ${paired((r, side) => r.cold[side])} (target <= 1.20×)` +
-      (options.runs > 1 ? `, later starts ${paired((r, side) => median(r.warm[side]))} (target <= 1.20×)` : ''));
+    console.log(`  pull + unpack ${integrityOverOverlayfs(results, (r, side) => r.pull[side])} (target <= 1.00×)`);
+    console.log(`  start latency, first after the pull ${integrityOverOverlayfs(results, (r, side) => r.cold[side])} (target <= 1.20×)` +
+      (options.runs > 1 ? `, later starts ${integrityOverOverlayfs(results, (r, side) => median(r.warm[side]))} (target <= 1.20×)` : ''));
     const rss = peakRssMiB(stack.snapshotter.pid);
     if (rss !== undefined) console.log(`snapshotter daemon peak RSS: ${rss.toFixed(0)} MiB`);
   } finally {

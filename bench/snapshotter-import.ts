@@ -20,9 +20,9 @@ import { CTR } from '../test/support/containerd.js';
 import { startIntegrityStack, type IntegrityStack } from '../test/support/integrity-snapshotter.js';
 import { tarLayout } from '../test/support/oci-image.js';
 import { peakRssMiB, seconds, settleDisk } from './measure.js';
-import { median, ms, pairedRatio, s } from './report.js';
+import { median, ms, s } from './report.js';
 import { IMAGE_TAG, type RootfsImage } from './rootfs-image.js';
-import { SIDES, sidesInOrder, type BenchOptions, type Side } from './sides.js';
+import { integrityOverOverlayfs, SIDES, sidesInOrder, type BenchOptions, type Side } from './sides.js';
 
 const NAMESPACE = 'bench';
 const REPOSITORY = 'bench.test/rootfs';
@@ -109,13 +109,12 @@ export async function benchImport(image: RootfsImage, work: string, options: Ben
     const importOf = (side: Side | 'content') => median(results.map((r) => r.import[side]));
     const unpack = (r: Round, side: Side) => r.import[side] - r.import.content;
     const startOf = (side: Side) => median(results.flatMap((r) => r.start[side]));
-    const paired = (of: (r: Round, side: Side) => number) => pairedRatio(results.map((r) => ({ ours: of(r, 'integrity'), theirs: of(r, 'overlayfs') })));
     console.log(`median import: ${SIDES.map((side) => `${side} ${s(importOf(side))}`).join(', ')}, content only ${s(importOf('content'))}; ` +
       `unpack alone (import - content only): ${SIDES.map((side) => `${side} ${s(median(results.map((r) => unpack(r, side))))}`).join(', ')}`);
     console.log(`ratios integrity/overlayfs, geometric means of the per-round ratios:`);
-    console.log(`  import + unpack ${paired((r, side) => r.import[side])} (target <= 1.00×), unpack alone ${paired(unpack)}`);
+    console.log(`  import + unpack ${integrityOverOverlayfs(results, (r, side) => r.import[side])} (target <= 1.00×), unpack alone ${integrityOverOverlayfs(results, unpack)}`);
     console.log(`  start latency, ctr run (first output; medians ${SIDES.map((side) => `${side} ${ms(startOf(side))}`).join(', ')}): ` +
-      `${paired((r, side) => median(r.start[side]))} (target <= 1.20×)`);
+      `${integrityOverOverlayfs(results, (r, side) => median(r.start[side]))} (target <= 1.20×)`);
     const rss = peakRssMiB(stack.snapshotter.pid);
     if (rss !== undefined) console.log(`snapshotter daemon peak RSS: ${rss.toFixed(0)} MiB`);
   } finally {
