@@ -72,6 +72,12 @@ export interface SnapshotterConfig {
     readonly mountpointFiles: readonly string[];
   };
   readonly verity: VerityMode;
+  /** Fetching the layer blobs of CRI pulls that containerd has not fetched yet (docs/snapshotter.md, "Fetching layers"). */
+  readonly registry: {
+    readonly fetchLayers: boolean;
+    /** containerd's registry hosts directory (CRI's `registry.config_path`). */
+    readonly configPath: string;
+  };
   readonly status: {
     /** Seconds between checks of every mounted layer's verity device; 0 = never. */
     readonly intervalSeconds: number;
@@ -92,6 +98,8 @@ export interface SnapshotterConfig {
 export const DEFAULT_ROOT = '/var/lib/containerd-integrity';
 export const DEFAULT_ADDRESS = '/run/containerd-integrity/snapshotter.sock';
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
+/** Where containerd's documentation puts the registry hosts directory. */
+export const DEFAULT_REGISTRY_CONFIG_PATH = '/etc/containerd/certs.d';
 /** Under the root; Cleanup removes anything in it the metadata does not know. */
 export const SNAPSHOTS_DIR = 'snapshots';
 
@@ -137,6 +145,11 @@ export function parseSnapshotterConfig(text: string, source: string, overrides: 
   const intervalSeconds = top.table('status').wholeNumber('interval_seconds', 60, 0, 86_400);
   const metricsAddress = top.table('metrics').listenAddress('address', '');
   const containerdAddress = top.path('containerd_address', DEFAULT_CONTAINERD_ADDRESS);
+  const registryTable = top.table('registry');
+  const registry = {
+    fetchLayers: registryTable.boolean('fetch_layers', true),
+    configPath: registryTable.path('config_path', DEFAULT_REGISTRY_CONFIG_PATH),
+  };
   const signaturesTable = top.table('signatures');
   const signatures = {
     requiredImages: signaturesTable.imagePatterns('required_images'),
@@ -157,6 +170,7 @@ export function parseSnapshotterConfig(text: string, source: string, overrides: 
     log: { level },
     mounts: { dir, backing, idleSeconds },
     verity,
+    registry,
     status: { intervalSeconds },
     metrics: { address: metricsAddress },
     containerdAddress,
@@ -298,6 +312,17 @@ class Table {
       });
     }
     return value as T;
+  }
+
+  boolean(key: string, fallback: boolean): boolean {
+    const value = this.take(key);
+    if (value === undefined) return fallback;
+    if (typeof value !== 'boolean') {
+      throw new ConfigError(`${this.source}: ${this.prefix}${key} = ${JSON.stringify(value)} is not true or false`, {
+        hint: `write it without quotes, e.g. ${this.prefix}${key} = ${fallback}; ${DOCS}`,
+      });
+    }
+    return value;
   }
 
   wholeNumber(key: string, fallback: number, min: number, max: number): number {

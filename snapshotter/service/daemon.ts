@@ -72,7 +72,7 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
     const trustRoots = await loadDaemonTrustRoots(config.signatures.trustDirs, logger);
     const containerd = containerdSeams(config, logger, { trustRoots, onRefusal: (reason) => metrics.refused(reason) });
     closeContainerd = containerd.close;
-    const snapshotter = new Snapshotter({ layout, store, layers, mounts, logger, blobs: containerd.blobs, rootfs: containerd.rootfs, trust: containerd.trust });
+    const snapshotter = new Snapshotter({ layout, store, layers, mounts, logger, blobs: containerd.blobs, ...(containerd.registry ? { registry: containerd.registry } : {}), rootfs: containerd.rootfs, trust: containerd.trust });
     await snapshotter.start();
     monitor = await startStatusMonitor({ config, layout, store, scope, verity, verityInUse: mounter.verity, metrics, logger });
 

@@ -11,10 +11,11 @@
  * the MountManager and referenced by every snapshot above it.
  *
  * With `blobs` (containerd's content store), image layers are built from
- * their blobs: an unpack Prepare whose blob is there is converted and
- * committed at once and answered ALREADY_EXISTS (the stargz/nydus protocol),
- * and the Commit of an unpack that took the writable path converts the blob,
- * not the upper dir. With `rootfs`, containers of protected images get a
+ * their blobs: an unpack Prepare whose blob is there — or, with `registry`,
+ * can be fetched from the image's registry — is converted and committed at
+ * once and answered ALREADY_EXISTS (the stargz/nydus protocol), and the
+ * Commit of an unpack that took the writable path converts the blob, not the
+ * upper dir. With `rootfs`, containers of protected images get a
  * read-only root: the mountpoints layer over the image layers, no upper dir.
  */
 import { randomUUID } from 'node:crypto';
@@ -41,9 +42,11 @@ import {
   type Usage,
 } from './metadata/types.js';
 import type { LayerBlob, LayerBlobs } from './pull/layer-blobs.js';
+import { RegistryFetchError } from './registry/errors.js';
+import type { RegistryClient } from './registry/client.js';
 import { ConversionsAhead } from './pull/convert-ahead.js';
 import { checkLayerChain } from './pull/layer-chain.js';
-import { PullAhead } from './pull/pull-ahead.js';
+import { PullAhead, type AheadLayer } from './pull/pull-ahead.js';
 import { claimedChainId, commitSource, criImageLayers, prepareSource, SNAPSHOT_REF_LABEL, type LayerSource } from './pull/source.js';
 import { readXattrs } from './layers/xattrs.js';
 import { hostLayerFs, type LayerFs } from './rootfs/merged-tree.js';
@@ -63,6 +66,8 @@ export interface SnapshotterOptions {
   logger: Logger;
   /** containerd's layer blobs; without them every layer is built from its upper dir. */
   blobs?: LayerBlobs;
+  /** Fetches the blobs of a CRI pull that containerd has not fetched yet; without it, containerd's fetches are waited for. */
+  registry?: Pick<RegistryClient, 'openBlob' | 'mayFetch'>;
   /** Which containers get a read-only root; without it, none. */
   rootfs?: RootfsPolicy;
   /** How mountpoints layers read the image layers' mounts; default: the host's files. */
@@ -79,7 +84,11 @@ interface ConvertedBlob {
   built: BlobLayer;
   /** The image signature the files must match, when one protects the layer. */
   trust: LayerPlan | undefined;
+  /** Where the blob's bytes came from. */
+  origin: BlobOrigin;
 }
+
+type BlobOrigin = 'containerd' | 'registry';
 
 export class Snapshotter {
   private readonly layout: RootLayout;
@@ -88,6 +97,7 @@ export class Snapshotter {
   private readonly mountManager: MountManager;
   private readonly logger: Logger;
   private readonly blobs: LayerBlobs | undefined;
+  private readonly registry: Pick<RegistryClient, 'openBlob' | 'mayFetch'> | undefined;
   private readonly rootfs: RootfsPolicy | undefined;
   private readonly trust: LayerTrust | undefined;
   private readonly keys = new KeyedLock();
@@ -111,6 +121,7 @@ export class Snapshotter {
     this.mountManager = options.mounts;
     this.logger = options.logger;
     this.blobs = options.blobs;
+    this.registry = options.registry;
     this.rootfs = options.rootfs;
     this.mountpointsLayers = new MountpointsLayers({
       store: this.store,
@@ -130,11 +141,7 @@ export class Snapshotter {
     });
     this.pullAhead = new PullAhead({
       makeDir: () => this.newDirectory(),
-      convert: async (ns, layer, dir) => {
-        const blobs = this.blobs!;
-        const blob = await blobs.find(ns, layer, { wait: 'queued' });
-        return blob && this.convertBlob(blobs, ns, blob, dir, layer);
-      },
+      convert: (ns, layer, dir, preparing) => this.convertAheadOfPrepare(ns, layer, dir, preparing),
       drop: (dir) => this.dropDirectory(dir),
       logger: this.logger,
     });
@@ -158,14 +165,16 @@ export class Snapshotter {
     this.discarded.postpone();
     const source = prepareSource(key, labels);
     if (source.kind === 'unpack') {
+      // This layer and those above it, converted one after the other while containerd waits here and then writes.
+      if (source.fastPath) this.stageAhead(ns, labels, true);
       if (source.fastPath && (await this.unpackFromBlob(ns, key, parent, labels, source.layer))) {
         throw new AlreadyExistsError(`layer ${source.layer.chainId} is committed: it was converted from its blob`, {
           hint: 'nothing to do: containerd takes this answer as "skip the unpack"',
         });
       }
       const mounts = await this.create(ns, 'active', key, parent, labels);
-      // The fast path missed: this is the first layer of a pull whose blob containerd has not fetched yet.
-      if (source.fastPath) this.stageAhead(ns, labels);
+      // containerd fetches this layer's blob now: its Commit takes the conversion.
+      if (source.fastPath) this.stageAhead(ns, labels, false);
       else this.convertAhead(ns, key, parent, source.layer);
       return mounts;
     }
@@ -344,7 +353,7 @@ export class Snapshotter {
             return false;
           }
           temp = await this.newDirectory();
-          converted = await this.convertBlob(blobs, ns, blob, temp, layer);
+          converted = await this.convertStored(ns, blob, temp, layer);
         }
         const built = await this.acceptConverted(ns, converted, temp!, parent, layer);
         // Named by the chain ID, as containerd names committed layers, beside the key in containerd's
@@ -358,7 +367,7 @@ export class Snapshotter {
           return committed;
         });
         log.info(
-          { digest: converted.blob.digest, source: 'blob', ahead: staged !== undefined, name, id: s.id, rootHash: built.rootHash },
+          { digest: converted.blob.digest, source: 'blob', from: converted.origin, ahead: staged !== undefined, name, id: s.id, rootHash: built.rootHash },
           'layer converted from its blob at Prepare; containerd skips its unpack',
         );
         return true;
@@ -385,13 +394,45 @@ export class Snapshotter {
       // containerd not answering now: the Commit asks again and decides.
       const blob = await blobs.find(ns, layer, { wait: 'no' }).catch(() => undefined);
       if (!blob) return undefined;
-      return { layer: await this.buildFromBlob(blobs, ns, blob, dir, parent, layer), digest: blob.digest };
+      return { layer: await this.buildFromBlob(ns, blob, dir, parent, layer), digest: blob.digest };
     });
   }
 
-  /** The layers a CRI pull will unpack after this one, converted while containerd writes this one (pull/pull-ahead.ts). */
-  private stageAhead(ns: string, labels: Labels): void {
-    if (this.blobs) this.pullAhead.stage(ns, criImageLayers(labels));
+  /** The layers a CRI pull will unpack from this one up (pull/pull-ahead.ts). */
+  private stageAhead(ns: string, labels: Labels, preparing: boolean): void {
+    if (this.blobs) this.pullAhead.stage(ns, criImageLayers(labels), { preparing });
+  }
+
+  /**
+   * A layer of a CRI pull, converted before its Prepare asks (pull/pull-ahead.ts):
+   * from containerd's content store when the blob is there, else from the
+   * registry, else once containerd fetched it — which it does not do for the
+   * layer whose Prepare is waiting (`preparing`).
+   */
+  private async convertAheadOfPrepare(ns: string, layer: AheadLayer, dir: string, preparing: boolean): Promise<ConvertedBlob | undefined> {
+    const blobs = this.blobs!;
+    const present = await blobs.find(ns, layer, { wait: 'no' });
+    if (present) return this.convertStored(ns, present, dir, layer);
+    const fetched = await this.convertFromRegistry(ns, layer, dir);
+    if (fetched || preparing) return fetched;
+    const blob = await blobs.find(ns, layer, { wait: 'queued' });
+    return blob && this.convertStored(ns, blob, dir, layer);
+  }
+
+  /** The layer converted from its registry's blob; undefined when the registry could not give it (logged). */
+  private async convertFromRegistry(ns: string, layer: AheadLayer, dir: string): Promise<ConvertedBlob | undefined> {
+    const { registry } = this;
+    const { imageRef, layerDigest: digest } = layer;
+    if (!registry || !imageRef || !registry.mayFetch(imageRef)) return undefined;
+    const blob: LayerBlob = { digest, diffId: undefined, images: [imageRef] };
+    try {
+      return await this.convertBlob(ns, blob, { origin: 'registry', open: () => registry.openBlob(imageRef, digest) }, dir, layer);
+    } catch (err) {
+      if (!(err instanceof RegistryFetchError)) throw err;
+      await this.layers.discard(dir);
+      this.logger.warn({ ns, image: imageRef, digest, err }, 'cannot fetch the layer blob from the registry; containerd fetches it');
+      return undefined;
+    }
   }
 
   /** Commit's layer: from the blob when this is an unpack of a layer containerd has, else from the upper dir. */
@@ -418,7 +459,7 @@ export class Snapshotter {
     const { blobs } = this;
     const blob = unpack && blobs && source.chainId ? await blobs.find(ns, source, { wait: 'no' }) : undefined;
     if (blobs && blob) {
-      const layer = await this.buildFromBlob(blobs, ns, blob, dir, this.store.getInfo(ns, key).info.parent, source);
+      const layer = await this.buildFromBlob(ns, blob, dir, this.store.getInfo(ns, key).info.parent, source);
       log.info({ chainId: source.chainId, digest: blob.digest, source: 'blob' }, 'layer built from its blob; the upper dir is dropped');
       return layer;
     }
@@ -434,22 +475,30 @@ export class Snapshotter {
    * names on `parent` — and, for a signed image, first its signature, then
    * the layer against it.
    */
-  private async buildFromBlob(
-    blobs: LayerBlobs,
-    ns: string,
-    blob: LayerBlob,
-    dir: string,
-    parent: string,
-    layer: LayerSource,
-  ): Promise<CommittedLayer> {
-    return this.acceptConverted(ns, await this.convertBlob(blobs, ns, blob, dir, layer), dir, parent, layer);
+  private async buildFromBlob(ns: string, blob: LayerBlob, dir: string, parent: string, layer: LayerSource): Promise<CommittedLayer> {
+    return this.acceptConverted(ns, await this.convertStored(ns, blob, dir, layer), dir, parent, layer);
   }
 
-  /** Checks the signature of a signed image the layer belongs to, then converts the blob into `dir`. */
-  private async convertBlob(blobs: LayerBlobs, ns: string, blob: LayerBlob, dir: string, layer: LayerSource): Promise<ConvertedBlob> {
+  /** convertBlob from containerd's content store. */
+  private convertStored(ns: string, blob: LayerBlob, dir: string, layer: LayerSource): Promise<ConvertedBlob> {
+    const blobs = this.blobs!;
+    return this.convertBlob(ns, blob, { origin: 'containerd', open: async () => blobs.read(ns, blob.digest) }, dir, layer);
+  }
+
+  /**
+   * Checks the signature of a signed image the layer belongs to, then opens
+   * the blob's bytes and converts them into `dir`.
+   */
+  private async convertBlob(
+    ns: string,
+    blob: LayerBlob,
+    bytes: { origin: BlobOrigin; open: () => Promise<AsyncIterable<Uint8Array>> },
+    dir: string,
+    layer: LayerSource,
+  ): Promise<ConvertedBlob> {
     const trust = await this.trust?.plan(ns, layer, blob.digest);
     try {
-      return { blob, built: await this.layers.commitBlob(blobs.read(ns, blob.digest), dir, blob.digest), trust };
+      return { blob, built: await this.layers.commitBlob(await bytes.open(), dir, blob.digest), trust, origin: bytes.origin };
     } catch (err) {
       throw trust ? trust.conversionFailed(err) : err;
     }

@@ -22,7 +22,7 @@ import { stringify } from 'smol-toml';
 import { wallClock } from '../../snapshotter/core/clock.js';
 import { LAYER_IMAGE } from '../../snapshotter/service/layers/store.js';
 import { SqliteMetadataStore } from '../../snapshotter/service/metadata/sqlite.js';
-import { Containerd, unmountUnder, type ContainerdOptions } from './containerd.js';
+import { Containerd, unmountUnder, writeRegistryHosts, type ContainerdOptions } from './containerd.js';
 
 const MAIN = fileURLToPath(new URL('../../snapshotter/cli/main.js', import.meta.url));
 
@@ -39,6 +39,14 @@ export interface IntegritySnapshotterOptions {
   signatures?: { requiredImages?: string[]; trustDirs?: string[] };
   /** `metrics.address`, e.g. `127.0.0.1:0` (the bound one is in the `snapshotter serving` log line). */
   metricsAddress?: string;
+  /**
+   * The registry hosts the daemon fetches layer blobs from, as containerd's
+   * (`<host>` → endpoint); default none, so a test never reads the machine's
+   * /etc/containerd/certs.d.
+   */
+  registryMirrors?: Record<string, string>;
+  /** `registry.fetch_layers` (default: the daemon's, on). */
+  fetchLayers?: boolean;
 }
 
 /** One parsed log line of the daemon (pino JSON). */
@@ -76,6 +84,8 @@ export class IntegritySnapshotter {
   /** Writes the config and starts the daemon; resolves once its socket exists. */
   async start(options: IntegritySnapshotterOptions): Promise<void> {
     this.#options = options;
+    const hostsDir = join(this.dir, 'hosts');
+    await writeRegistryHosts(hostsDir, options.registryMirrors ?? {});
     await writeFile(
       this.configFile,
       stringify({
@@ -87,6 +97,7 @@ export class IntegritySnapshotter {
         rootfs: { read_only: options.readOnly ?? 'protected', protected_images: options.protectedImages ?? [] },
         ...(options.signatures ? { signatures: signaturesTable(options.signatures) } : {}),
         ...(options.metricsAddress ? { metrics: { address: options.metricsAddress } } : {}),
+        registry: { config_path: hostsDir, ...(options.fetchLayers !== undefined ? { fetch_layers: options.fetchLayers } : {}) },
       }),
     );
     const serving = () => this.logs().filter((l) => l.msg === 'snapshotter serving').length;
@@ -218,7 +229,10 @@ export interface IntegrityStack {
  * containerd. On failure nothing is left running.
  */
 export async function startIntegrityStack(
-  options: IntegritySnapshotterOptions & Pick<ContainerdOptions, 'registryMirrors' | 'logLevel'> = {},
+  options: IntegritySnapshotterOptions & Pick<ContainerdOptions, 'logLevel'> & {
+    /** Hosts only containerd is told about, on top of `registryMirrors` (e.g. so the snapshotter cannot reach one). */
+    containerdRegistryMirrors?: Record<string, string>;
+  } = {},
 ): Promise<IntegrityStack> {
   const snapshotter = await IntegritySnapshotter.create();
   let containerd: Containerd | undefined;
@@ -231,7 +245,9 @@ export async function startIntegrityStack(
     containerd = await Containerd.start({
       snapshotter: 'integrity',
       proxySnapshotters: { integrity: snapshotter.address },
-      ...(options.registryMirrors ? { registryMirrors: options.registryMirrors } : {}),
+      ...(options.registryMirrors || options.containerdRegistryMirrors
+        ? { registryMirrors: { ...options.registryMirrors, ...options.containerdRegistryMirrors } }
+        : {}),
       ...(options.logLevel ? { logLevel: options.logLevel } : {}),
     });
     await symlink(containerd.address, snapshotter.containerdLink);

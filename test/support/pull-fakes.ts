@@ -3,7 +3,8 @@
  * services (containerd-fakes.ts), fake layers and fake mounts: what the
  * unit tests of the fast path, Commit from the blob and read-only roots use.
  * With `trust`, layers are checked against image signatures too (the
- * refusal reasons are collected in `refusals`).
+ * refusal reasons are collected in `refusals`); with `registry`, blobs
+ * containerd does not have are fetched with it.
  */
 import type { ExecutionContext } from 'ava';
 import { wallClock } from '../../snapshotter/core/clock.js';
@@ -15,6 +16,7 @@ import type { SignatureRefusalReason } from '../../snapshotter/policy/signature-
 import type { X509Certificate } from '../../snapshotter/signature/x509.js';
 import { LayerBlobs } from '../../snapshotter/service/pull/layer-blobs.js';
 import { RootfsPolicy } from '../../snapshotter/service/rootfs/policy.js';
+import type { SnapshotterOptions } from '../../snapshotter/service/snapshotter.js';
 import { ImageTrust } from '../../snapshotter/service/trust/image-trust.js';
 import { ManifestSignatures } from '../../snapshotter/service/trust/manifest-signatures.js';
 import { FakeContent, FakeImages } from './containerd-fakes.js';
@@ -40,6 +42,7 @@ export async function pullFakes(
   t: ExecutionContext,
   rootfs: { mode?: ReadOnlyMode; protect?: string[] } = {},
   trust?: TrustFakes,
+  registry?: SnapshotterOptions['registry'],
 ): Promise<PullFakes> {
   const content = new FakeContent();
   const images = new FakeImages();
@@ -61,7 +64,7 @@ export async function pullFakes(
     logger: silentLogger,
     onRefusal: (reason) => refusals.push(reason),
   });
-  const f = await fakeSnapshotter(wallClock(), { blobs, rootfs: policy, ...(imageTrust ? { trust: imageTrust } : {}) });
+  const f = await fakeSnapshotter(wallClock(), { blobs, rootfs: policy, ...(imageTrust ? { trust: imageTrust } : {}), ...(registry ? { registry } : {}) });
   t.teardown(() => f.dispose());
   return { f, content, images, refusals };
 }

@@ -1,6 +1,7 @@
 /**
  * Wiring of everything the snapshotter asks containerd: one connection to
- * `containerd_address`, the layer blobs of the pull path, the signature
+ * `containerd_address`, the layer blobs of the pull path (and the registry
+ * client for those containerd has not fetched yet), the signature
  * checks of the images layers belong to, and the rootfs policy that reads
  * the namespace's images (signed images are protected). Nothing connects
  * until a request needs containerd.
@@ -11,6 +12,7 @@ import { ImagePatterns } from '../../policy/image-patterns.js';
 import type { SignatureRefusalReason } from '../../policy/signature-policy.js';
 import type { X509Certificate } from '../../signature/x509.js';
 import { LayerBlobs } from '../pull/layer-blobs.js';
+import { RegistryClient } from '../registry/client.js';
 import { RootfsPolicy } from '../rootfs/policy.js';
 import { ImageTrust } from '../trust/image-trust.js';
 import { ManifestSignatures } from '../trust/manifest-signatures.js';
@@ -21,6 +23,8 @@ import { GrpcImageClient } from './images.js';
 
 export interface ContainerdSeams {
   blobs: LayerBlobs;
+  /** Where blobs containerd has not fetched yet come from, unless registry.fetch_layers is off. */
+  registry: RegistryClient | undefined;
   rootfs: RootfsPolicy;
   trust: ImageTrust;
   close(): void;
@@ -37,6 +41,7 @@ export function containerdSeams(config: SnapshotterConfig, logger: Logger, trust
   const imageLayers = new ImageLayers(content, new GrpcImageClient(connection), logger);
   return {
     blobs: new LayerBlobs({ content, imageLayers, logger }),
+    registry: config.registry.fetchLayers ? new RegistryClient({ hostsDir: config.registry.configPath, logger }) : undefined,
     rootfs: new RootfsPolicy({
       mode: config.rootfs.readOnly,
       patterns: new ImagePatterns(config.rootfs.protectedImages),

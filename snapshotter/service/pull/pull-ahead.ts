@@ -2,15 +2,17 @@
  * Layers of a CRI pull converted before containerd's unpacker asks for them.
  *
  * containerd 1.6 unpacks one layer after the other, and fetches the blobs
- * only once the first missing layer is prepared (layer-blobs.ts): that layer
- * takes the writable path, and every layer above it would be converted
- * inside its own Prepare, one at a time, after containerd has written the
- * first one out. CRI labels each layer with `cri.image-layers`, the digests
- * of that layer and all above it, "for preparing layers in parallel"; so at
- * the first missing layer the snapshotter stages all of them here. They are
- * converted one at a time, in order, each as soon as its blob is fetched,
- * while containerd writes the first layer; the Prepares (and the first
- * layer's Commit) then take finished conversions.
+ * only once the first missing layer is prepared (layer-blobs.ts). CRI labels
+ * each layer with `cri.image-layers`, the digests of that layer and all
+ * above it, "for preparing layers in parallel"; so at the first missing
+ * layer the snapshotter stages all of them here. They are converted one at a
+ * time, in order, each as soon as its blob can be read: from containerd's
+ * content store, from the registry (registry/client.ts), or once containerd
+ * fetched it. The Prepares then take finished conversions. The first layer
+ * is the one whose Prepare is waiting: containerd fetches nothing before it
+ * returns, so when its blob cannot be had at once it goes the writable way
+ * (and is converted at its Commit) while the layers above it wait for
+ * containerd's fetches.
  *
  * A staged conversion is only the layer files and what they were built
  * from: the checks that bind it to a chain ID and an image signature run when
@@ -33,8 +35,11 @@ export interface StagedLayer<T> {
 export interface PullAheadOptions<T> {
   /** A new directory to convert a layer into (kept from Cleanup until dropped or taken). */
   makeDir(): Promise<string>;
-  /** Converts `layer`'s blob into `dir`; undefined when the blob never came. */
-  convert(ns: string, layer: AheadLayer, dir: string): Promise<T | undefined>;
+  /**
+   * Converts `layer`'s blob into `dir`; undefined when the blob never came.
+   * `preparing`: its Prepare is the one waiting, so containerd will not fetch it meanwhile.
+   */
+  convert(ns: string, layer: AheadLayer, dir: string, preparing: boolean): Promise<T | undefined>;
   /** Deletes a directory made by makeDir that nobody took. */
   drop(dir: string): Promise<void>;
   logger: Logger;
@@ -55,16 +60,22 @@ export class PullAhead<T> {
 
   constructor(private readonly options: PullAheadOptions<T>) {}
 
-  /** Queues the conversion of each of `layers` not staged already, in order, after those queued before. */
-  stage(ns: string, layers: readonly AheadLayer[]): void {
+  /**
+   * Queues the conversion of each of `layers` not staged already, in order,
+   * after those queued before. Called at the Prepare of `layers[0]`:
+   * `preparing` while that Prepare waits for it, not once it goes the
+   * writable way (then containerd fetches its blob).
+   */
+  stage(ns: string, layers: readonly AheadLayer[], options: { preparing: boolean }): void {
     const queued = layers.filter((layer) => !this.entries.has(entryKey(ns, layer.layerDigest)));
     if (queued.length === 0) return;
+    const preparing = options.preparing && queued[0] === layers[0] ? queued[0] : undefined;
     this.options.logger.info({ ns, image: queued[0]!.imageRef, layers: queued.map((l) => l.layerDigest) }, "converting the pull's layers ahead of their unpack");
     // Once one blob never came the pull has stopped: the layers after it are not waited for in turn.
     const pull = { stopped: false };
     for (const layer of queued) {
       const id = entryKey(ns, layer.layerDigest);
-      const entry: Entry<T> = { result: this.tail.then(() => this.run(ns, layer, pull)) };
+      const entry: Entry<T> = { result: this.tail.then(() => this.run(ns, layer, layer === preparing, pull)) };
       this.tail = entry.result.catch(() => undefined);
       // Whoever takes the entry sees its failure; until then it must not count as unhandled.
       entry.result.catch(() => undefined);
@@ -97,19 +108,21 @@ export class PullAhead<T> {
     for (const [id, entry] of this.entries) await this.expire(id, entry);
   }
 
-  private async run(ns: string, layer: AheadLayer, pull: { stopped: boolean }): Promise<StagedLayer<T> | undefined> {
+  private async run(ns: string, layer: AheadLayer, preparing: boolean, pull: { stopped: boolean }): Promise<StagedLayer<T> | undefined> {
     if (this.closed || pull.stopped) return undefined;
     const dir = await this.options.makeDir();
     try {
-      const value = await this.options.convert(ns, layer, dir);
+      const value = await this.options.convert(ns, layer, dir, preparing);
       if (value !== undefined) return { dir, value };
     } catch (err) {
       await this.options.drop(dir);
       throw err;
     }
+    await this.options.drop(dir);
+    // Its Prepare goes the writable way, and that starts containerd's fetches of the others.
+    if (preparing) return undefined;
     pull.stopped = true;
     this.options.logger.info({ ns, digest: layer.layerDigest }, 'a layer blob to convert ahead never came: the pull stopped; the layers after it are not waited for');
-    await this.options.drop(dir);
     return undefined;
   }
 

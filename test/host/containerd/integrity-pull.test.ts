@@ -4,10 +4,13 @@
  *
  * containerd's unpacker prepares a layer before it fetches the layer's blob,
  * and starts fetching only once the first missing layer's Prepare succeeded.
- * So in a fresh pull that first layer takes the writable path (and is
- * committed from its blob), and every layer above it — whose fetch is then
- * under way — takes the fast path: converted at Prepare, ALREADY_EXISTS,
- * no unpack. With every blob already in containerd, no layer is unpacked.
+ * So the snapshotter fetches the blobs of a fresh pull from the registry
+ * itself (the registry hosts containerd uses), converts every layer at its
+ * Prepare and answers ALREADY_EXISTS: containerd unpacks nothing. When the
+ * registry cannot be reached from the snapshotter, the first layer takes the
+ * writable path (and is committed from the blob containerd then fetches), and
+ * every layer above it is converted once containerd fetched it. With every
+ * blob already in containerd, no layer is unpacked either.
  */
 import test from 'ava';
 import { createReadStream } from 'node:fs';
@@ -28,12 +31,16 @@ if (skip) test('integrity snapshotter: CRI pulls', (t) => t.pass(`skipped: ${ski
 const HOST = 'registry.test';
 const FRESH = `${HOST}/test/fresh:v1`;
 const PREFETCHED = `${HOST}/test/prefetched:v1`;
+/** A host containerd reaches and the snapshotter does not: its hosts.toml names a closed port. */
+const UNREACHABLE_HOST = 'unreachable.test';
+const UNREACHABLE = `${UNREACHABLE_HOST}/test/unreachable:v1`;
 
 let work: string;
 let registry: Registry;
 let stack: IntegrityStack;
 let fresh: TestImage;
 let prefetched: TestImage;
+let unreachable: TestImage;
 
 test.before(async () => {
   if (skip) return;
@@ -44,10 +51,15 @@ test.before(async () => {
   });
   // No busybox: its bottom layer is new too, so every Prepare of its pull has something to do.
   prefetched = await buildImage(join(work, 'prefetched'), [1, 2, 3].map((n) => [{ path: 'data/' }, { path: `data/pre-${n}`, data: `pre ${n}\n` }]), { tag: 'v1' });
+  unreachable = await buildImage(join(work, 'unreachable'), [1, 2, 3].map((n) => [{ path: 'data/' }, { path: `data/far-${n}`, data: `far ${n}\n` }]), { tag: 'v1' });
   registry = await Registry.start();
   await registry.push(`${join(work, 'fresh')}:v1`, 'test/fresh:v1');
   await registry.push(`${join(work, 'prefetched')}:v1`, 'test/prefetched:v1');
-  stack = await startIntegrityStack({ registryMirrors: { [HOST]: registry.url } });
+  await registry.push(`${join(work, 'unreachable')}:v1`, 'test/unreachable:v1');
+  stack = await startIntegrityStack({
+    registryMirrors: { [HOST]: registry.url, [UNREACHABLE_HOST]: 'http://127.0.0.1:1' },
+    containerdRegistryMirrors: { [UNREACHABLE_HOST]: registry.url },
+  });
 });
 
 test.after.always(async () => {
@@ -65,13 +77,23 @@ const WRITABLE = 'upper: layer blob not in containerd yet: containerd unpacks in
 const COMMIT_FROM_BLOB = "blob: layer built from its blob; the upper dir is dropped";
 const FAST = 'blob: layer converted from its blob at Prepare; containerd skips its unpack';
 
-serial('a fresh pull: the first layer through the writable path and committed from its blob, every layer above it converted at Prepare', async (t) => {
+/** Where the blobs of the layers converted at Prepare came from, in the order of `chains`. */
+function fetchedFrom(lines: LogLine[], chains: readonly string[]): unknown[] {
+  return chains.map((chainId) => lines.find((l) => l.chainId === chainId && l.msg === FAST.slice('blob: '.length))?.from);
+}
+
+serial('a fresh pull: every layer fetched from the registry by the snapshotter and converted at Prepare; containerd fetches and unpacks none', async (t) => {
   const mark = stack.snapshotter.logs().length;
   await stack.withLogs(() => stack.containerd.cri.pullImage(FRESH));
   const lines = stack.snapshotter.logs().slice(mark);
   const chains = chainIds(fresh.tars);
-  t.deepEqual(pathOf(lines, chains[0]!), [WRITABLE, COMMIT_FROM_BLOB]);
-  for (const chainId of chains.slice(1)) t.deepEqual(pathOf(lines, chainId), [FAST], chainId);
+  for (const chainId of chains) t.deepEqual(pathOf(lines, chainId), [FAST], chainId);
+  t.deepEqual(fetchedFrom(lines, chains), chains.map(() => 'registry'));
+  t.deepEqual(lines.filter((l) => l.msg === 'snapshot created'), [], 'no Prepare of this pull made a snapshot containerd could unpack into');
+  // containerd fetched only what it resolved: the manifest and the config, no layer.
+  const content = (await stack.containerd.ctr(['content', 'ls', '--quiet'])).stdout;
+  t.deepEqual(fresh.manifest.layers.filter((l) => content.includes(l.digest)), []);
+  t.true(content.includes(fresh.manifest.config.digest));
 
   // The CRI labels stay on the committed snapshot, as containerd's metadata sees it.
   const top = chains.at(-1)!;
@@ -102,6 +124,19 @@ serial('every blob already in containerd: every layer converted at Prepare, no u
   );
   const { stdout } = await stack.containerd.ctr(['snapshots', '--snapshotter', 'integrity', 'ls']);
   t.notRegex(stdout, /extract-/, 'and none is left');
+});
+
+serial('a registry the snapshotter cannot reach: containerd fetches, the first layer is unpacked and committed from its blob, the others converted at Prepare', async (t) => {
+  const mark = stack.snapshotter.logs().length;
+  await stack.withLogs(() => stack.containerd.cri.pullImage(UNREACHABLE));
+  const lines = stack.snapshotter.logs().slice(mark);
+  const chains = chainIds(unreachable.tars);
+  t.deepEqual(pathOf(lines, chains[0]!), [WRITABLE, COMMIT_FROM_BLOB]);
+  for (const chainId of chains.slice(1)) t.deepEqual(pathOf(lines, chainId), [FAST], chainId);
+  t.deepEqual(fetchedFrom(lines, chains.slice(1)), chains.slice(1).map(() => 'containerd'));
+  const refused = lines.filter((l) => l.msg === 'cannot fetch the layer blob from the registry; containerd fetches it');
+  t.deepEqual(refused.map((l) => l.digest), [unreachable.manifest.layers[0]!.digest], 'tried once, for the layer whose Prepare waited');
+  t.regex(JSON.stringify(refused[0]!.err), /127\.0\.0\.1:1.*ECONNREFUSED/);
 });
 
 async function sha256Of(path: string): Promise<string> {

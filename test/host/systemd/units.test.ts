@@ -137,7 +137,7 @@ hostTest('systemd-analyze verify rejects broken copies of the unit', async (t) =
   const cases: [string, string][] = [
     ['a misspelt key', broken(UNIT, 'NoNewPrivileges=yes', 'NoNewPrivilege=yes')],
     ['a value systemd cannot parse', broken(UNIT, 'Restart=always', 'Restart=alwayz')],
-    ['an unknown address family', broken(UNIT, 'RestrictAddressFamilies=AF_UNIX', 'RestrictAddressFamilies=AF_UNIXX')],
+    ['an unknown address family', broken(UNIT, 'RestrictAddressFamilies=AF_UNIX AF_INET', 'RestrictAddressFamilies=AF_UNIXX AF_INET')],
     ['a lost [Service] header', broken(UNIT, '[Service]\n', '')],
   ];
   for (const [what, unit] of cases) {
@@ -151,7 +151,9 @@ hostTest('nothing in the unit gives the daemon a mount namespace of its own', (t
   t.deepEqual(mountNamespaceSettings(UNIT), []);
   // The check itself, on copies that would hide the daemon's mounts from containerd.
   t.deepEqual(mountNamespaceSettings(broken(UNIT, 'PrivateMounts=no\n', 'PrivateMounts=no\nProtectSystem=strict\n')).map((s) => s.replace(/^\d+: /, '')), ['ProtectSystem=strict']);
-  t.is(mountNamespaceSettings(broken(UNIT, 'PrivateMounts=no\n', '')).length, 1, 'PrivateNetwork= without PrivateMounts=no');
+  t.is(mountNamespaceSettings(broken(UNIT, 'PrivateMounts=no\n', 'PrivateNetwork=yes\n')).length, 1, 'PrivateNetwork= without PrivateMounts=no');
+  // The drop-in docs/packaging.md suggests for nodes that do not fetch layers keeps the host's mounts.
+  t.deepEqual(mountNamespaceSettings(broken(UNIT, 'PrivateMounts=no\n', 'PrivateMounts=no\nPrivateNetwork=yes\n')), []);
   t.is(mountNamespaceSettings(broken(UNIT, 'PrivateMounts=no\n', 'ReadWritePaths=/var/lib/containerd-integrity \\\n  /run/containerd-integrity\nPrivateMounts=no\n')).length, 1);
 });
 

@@ -16,6 +16,7 @@ import {
 const DEFAULT_ROOTFS = { readOnly: 'protected', protectedImages: [], mountpointDirs: DEFAULT_MOUNTPOINT_DIRS, mountpointFiles: DEFAULT_MOUNTPOINT_FILES };
 /** [signatures] when the file says nothing (test/unit/core/config-signatures.test.ts checks the table itself). */
 const DEFAULT_SIGNATURES = { requiredImages: [], trustDirs: undefined };
+const DEFAULT_REGISTRY = { fetchLayers: true, configPath: '/etc/containerd/certs.d' };
 
 test('defaults for everything', (t) => {
   const config = loadSnapshotterConfig(undefined);
@@ -25,6 +26,7 @@ test('defaults for everything', (t) => {
     log: { level: 'info' },
     mounts: { dir: '/var/lib/containerd-integrity/m', backing: 'auto', idleSeconds: 30 },
     verity: 'auto',
+    registry: DEFAULT_REGISTRY,
     status: { intervalSeconds: 60 },
     metrics: { address: '' },
     containerdAddress: DEFAULT_CONTAINERD_ADDRESS,
@@ -46,12 +48,18 @@ test('a full file is read, and the mount dir follows the root', (t) => {
     log: { level: 'debug' },
     mounts: { dir: '/srv/ci/m', backing: 'loop', idleSeconds: 5 },
     verity: 'auto',
+    registry: DEFAULT_REGISTRY,
     status: { intervalSeconds: 60 },
     metrics: { address: '' },
     containerdAddress: DEFAULT_CONTAINERD_ADDRESS,
     rootfs: DEFAULT_ROOTFS,
     signatures: DEFAULT_SIGNATURES,
   });
+});
+
+test('[registry]: fetching can be switched off and the hosts directory moved', (t) => {
+  const config = parseSnapshotterConfig('[registry]\nfetch_layers = false\nconfig_path = "/etc/k8s/certs.d/"', 'f.toml');
+  t.deepEqual(config.registry, { fetchLayers: false, configPath: '/etc/k8s/certs.d' });
 });
 
 test('flags win over the file and are resolved from the working directory', (t) => {
@@ -75,6 +83,8 @@ const refused: Array<[string, string, RegExp, ConfigOverrides?]> = [
   ['socket under the mount dir', '[mounts]\ndir = "/m"\n', /address \/m\/x\/s\.sock is inside mounts\.dir \/m/, { address: '/m/x/s.sock' }],
   ['socket inside the snapshots dir', 'root = "/r"\naddress = "/r/snapshots/s.sock"', /address \/r\/snapshots\/s\.sock is inside/],
   ['TOML syntax', 'root = \n', /f\.toml:1:\d+: /],
+  ['a quoted boolean', '[registry]\nfetch_layers = "no"', /registry\.fetch_layers = "no" is not true or false/],
+  ['a relative hosts directory', '[registry]\nconfig_path = "certs.d"', /registry\.config_path = "certs\.d" is not an absolute path/],
 ];
 
 for (const [title, text, message, overrides] of refused) {

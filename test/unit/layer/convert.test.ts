@@ -91,6 +91,22 @@ test('a layer error leaves no file behind', async (t) => {
   t.deepEqual(readdirSync(dir), []);
 });
 
+test("the input's own error comes out as itself (the snapshotter tells a registry's failure from a bad layer by it) and leaves no file", async (t) => {
+  const dir = tempDir(t);
+  class SourceFailed extends Error {}
+  const archive = new TarBuilder();
+  archive.add({ path: 'big', data: randomBytes(3 << 20) });
+  const gzip = gzipSync(archive.finish());
+  async function* cut(): AsyncIterable<Uint8Array> {
+    yield gzip.subarray(0, 64 * 1024);
+    throw new SourceFailed('connection reset');
+  }
+  await t.throwsAsync(convertLayer(cut(), { output: join(dir, 'out.erofs'), hashFile: join(dir, 'out.verity'), tempDir: dir }), {
+    instanceOf: SourceFailed,
+  });
+  t.deepEqual(readdirSync(dir), []);
+});
+
 test('an abort stops the conversion at once, even while the input waits for data, and leaves no file', async (t) => {
   const dir = tempDir(t);
   const archive = new TarBuilder();

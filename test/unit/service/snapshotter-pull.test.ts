@@ -4,10 +4,14 @@
  * from the blob, and the checks that keep a wrong blob out.
  */
 import test from 'ava';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AlreadyExistsError, IntegrityViolationError } from '../../../snapshotter/core/errors.js';
 import { CRI_IMAGE_LAYERS_LABEL, CRI_IMAGE_REF_LABEL, CRI_LAYER_DIGEST_LABEL, SNAPSHOT_REF_LABEL } from '../../../snapshotter/service/pull/source.js';
+import { silentLogger } from '../../../snapshotter/core/log.js';
+import { RegistryClient } from '../../../snapshotter/service/registry/client.js';
+import { BlobServer } from '../../support/blob-server.js';
 import { addImage, digestOf } from '../../support/containerd-fakes.js';
 import { pullFakes } from '../../support/pull-fakes.js';
 import { fakeLayerContents, snapshotDirectories } from '../../support/snapshotter-fakes.js';
@@ -192,7 +196,8 @@ test('CRI pull: at the first layer without its blob, it and the layers above are
   content.ingesting.set(NS, []);
   await writeFile(join(f.layout.upper(f.store.getInfo(NS, key1).id), 'applied-by-containerd'), 'x');
   await until('both blobs read', () => (content.reads.length >= 2 ? true : undefined), 10_000);
-  t.deepEqual(content.reads, [d1, d2], 'both converted while containerd applies layer 1');
+  // Layer 1 was staged again when its Prepare found no blob, so it converts after layer 2.
+  t.deepEqual(content.reads, [d2, d1], 'both converted while containerd applies layer 1');
   await f.snapshotter.cleanup(); // leaves the conversions ahead alone
   await f.snapshotter.commit(NS, `${NS}/2/${c1}`, key1, labels1);
   t.deepEqual(await fakeLayerContents(dir1), [`blob ${d1}`]);
@@ -201,7 +206,7 @@ test('CRI pull: at the first layer without its blob, it and the layers above are
   await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(3, c2), `${NS}/2/${c1}`, criLabels(c2, d2)), { instanceOf: AlreadyExistsError });
   t.is(f.store.layerOrigin(NS, `${NS}/3/${c2}`).chainId, c2, 'the chain was checked when it was taken');
   t.is(f.layers.blobCommits, 2, 'each layer converted once');
-  t.deepEqual(content.reads, [d1, d2], 'each blob read once');
+  t.deepEqual(content.reads, [d2, d1], 'each blob read once');
   t.deepEqual((await snapshotDirectories(f.layout)).length, 2, 'no directory of a conversion ahead is left');
 });
 
@@ -217,6 +222,69 @@ test('CRI pull: a conversion ahead whose blob is not what the chain needs is ref
   const wrongChain = digestOf(Buffer.from('another chain'));
   await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(2, wrongChain), '', criLabels(wrongChain, d2)), { instanceOf: IntegrityViolationError });
   await f.snapshotter.remove(NS, unpackKey(1, c1));
+  await f.snapshotter.close();
+  t.deepEqual(await snapshotDirectories(f.layout), []);
+});
+
+/** A real HTTP registry holding `LAYERS`, and a RegistryClient whose hosts directory sends `registry.test` to it. */
+async function registryFor(t: import('ava').ExecutionContext) {
+  const server = await BlobServer.start();
+  const hosts = await mkdtemp(join(tmpdir(), 'hosts-'));
+  t.teardown(async () => {
+    await server.stop();
+    await rm(hosts, { recursive: true, force: true });
+  });
+  await mkdir(join(hosts, 'registry.test'));
+  await writeFile(join(hosts, 'registry.test', 'hosts.toml'), `server = "${server.url}"\n`);
+  for (const layer of LAYERS) server.add(layer);
+  return { server, client: new RegistryClient({ hostsDir: hosts, logger: silentLogger }) };
+}
+
+/** A CRI pull of the two layers of `registry.test/app:1`, none of whose blobs containerd has. */
+async function criPullFromRegistry(t: import('ava').ExecutionContext) {
+  const registry = await registryFor(t);
+  const fakes = await pullFakes(t, {}, undefined, registry.client);
+  const img = addImage(fakes.content, fakes.images, NS, 'registry.test/app:1', LAYERS);
+  fakes.images.records.set(NS, []);
+  for (const d of img.layers) fakes.content.delete(NS, d);
+  const [c1, c2] = img.chainIds as [string, string];
+  const [d1, d2] = img.layers as [string, string];
+  const labels = (c: string, d: string, above: string) => ({ ...criLabels(c, d, 'registry.test/app:1'), [CRI_IMAGE_LAYERS_LABEL]: above });
+  return { ...fakes, ...registry, c1, c2, d1, d2, labels1: labels(c1, d1, `${d1},${d2}`), labels2: labels(c2, d2, d2) };
+}
+
+test('CRI pull, blobs not in containerd: fetched from the registry and converted at Prepare; containerd unpacks and fetches nothing', async (t) => {
+  const { f, content, server, c1, c2, d1, d2, labels1, labels2 } = await criPullFromRegistry(t);
+  await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(1, c1), '', labels1), { instanceOf: AlreadyExistsError });
+  await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(2, c2), `${NS}/1/${c1}`, labels2), { instanceOf: AlreadyExistsError });
+  t.is(f.store.layerOrigin(NS, `${NS}/2/${c2}`).chainId, c2, 'the chain was checked');
+  t.deepEqual(f.store.layerOrigin(NS, `${NS}/1/${c1}`).images, ['registry.test/app:1']);
+  t.deepEqual(server.requests.map((r) => r.path), [`/v2/app/blobs/${d1}`, `/v2/app/blobs/${d2}`]);
+  t.deepEqual(content.reads, []);
+  t.deepEqual(f.snapshotter.list(NS, ['kind==active']), []);
+});
+
+test('CRI pull, the registry drops the connection during the first blob: that layer goes the writable way, containerd fetches; the registry is not asked again', async (t) => {
+  const { f, content, server, c1, c2, d1, labels1, labels2 } = await criPullFromRegistry(t);
+  server.behaviour = { cutAfter: 3 };
+  const key1 = unpackKey(1, c1);
+  const mounts = await f.snapshotter.prepare(NS, key1, '', labels1);
+  t.is(mounts[0]!.type, 'bind', 'a writable snapshot for containerd to unpack into');
+  t.is(server.requests.length, 1);
+  content.add(NS, LAYERS[0]!);
+  content.add(NS, LAYERS[1]!);
+  await f.snapshotter.commit(NS, `${NS}/1/${c1}`, key1, labels1);
+  t.deepEqual(await fakeLayerContents(f.layout.snapshot(f.store.getInfo(NS, `${NS}/1/${c1}`).id)), [`blob ${d1}`]);
+  await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(2, c2), `${NS}/1/${c1}`, labels2), { instanceOf: AlreadyExistsError });
+  t.is(server.requests.length, 1, 'layer 2 came from containerd: the registry is in its back-off');
+  t.is((await snapshotDirectories(f.layout)).length, 2, 'no directory of the failed fetch is left');
+});
+
+test('CRI pull, the registry serves other bytes than the digest: refused, nothing committed, nothing left', async (t) => {
+  const { f, server, c1, d1, labels1 } = await criPullFromRegistry(t);
+  server.blobs.set(d1, Buffer.from('not the layer'));
+  await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(1, c1), '', labels1), { instanceOf: IntegrityViolationError, message: /digest mismatch/ });
+  t.deepEqual(f.snapshotter.list(NS, []), []);
   await f.snapshotter.close();
   t.deepEqual(await snapshotDirectories(f.layout), []);
 });
