@@ -72,6 +72,8 @@ export interface SnapshotterConfig {
     readonly mountpointFiles: readonly string[];
   };
   readonly verity: VerityMode;
+  /** Memory for the upper dirs `ctr image import` unpacks into (service/unpack-scratch.ts); 0 = none. */
+  readonly unpack: { readonly memoryMib: number };
   /** Fetching the layer blobs of CRI pulls that containerd has not fetched yet (docs/snapshotter.md, "Fetching layers"). */
   readonly registry: {
     readonly fetchLayers: boolean;
@@ -145,6 +147,7 @@ export function parseSnapshotterConfig(text: string, source: string, overrides: 
   const intervalSeconds = top.table('status').wholeNumber('interval_seconds', 60, 0, 86_400);
   const metricsAddress = top.table('metrics').listenAddress('address', '');
   const containerdAddress = top.path('containerd_address', DEFAULT_CONTAINERD_ADDRESS);
+  const unpack = { memoryMib: top.table('unpack').wholeNumber('memory_mib', 512, 0, 1 << 20) };
   const registryTable = top.table('registry');
   const registry = {
     fetchLayers: registryTable.boolean('fetch_layers', true),
@@ -170,6 +173,7 @@ export function parseSnapshotterConfig(text: string, source: string, overrides: 
     log: { level },
     mounts: { dir, backing, idleSeconds },
     verity,
+    unpack,
     registry,
     status: { intervalSeconds },
     metrics: { address: metricsAddress },

@@ -27,6 +27,8 @@ import { StatusMetrics } from './status/metrics.js';
 import { startStatusMonitor, type StatusMonitor } from './status/monitor.js';
 import { loadSnapshotsService, snapshotsHandlers } from './service.js';
 import { Snapshotter } from './snapshotter.js';
+import { UnpackScratch } from './unpack-scratch.js';
+import { tmpfsScratchMounter } from './mounts/scratch-tmpfs.js';
 import { loadDaemonTrustRoots } from './trust/roots.js';
 
 export interface RunningDaemon {
@@ -52,6 +54,7 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
   }
   const store = new SqliteMetadataStore(layout.database, { clock: wallClock() });
   let monitor: StatusMonitor | undefined;
+  let scratch: UnpackScratch | undefined;
   let closeContainerd = () => {};
   try {
     const plain = new ErofsMounter(config.mounts.backing);
@@ -72,7 +75,22 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
     const trustRoots = await loadDaemonTrustRoots(config.signatures.trustDirs, logger);
     const containerd = containerdSeams(config, logger, { trustRoots, onRefusal: (reason) => metrics.refused(reason) });
     closeContainerd = containerd.close;
-    const snapshotter = new Snapshotter({ layout, store, layers, mounts, logger, blobs: containerd.blobs, ...(containerd.registry ? { registry: containerd.registry } : {}), rootfs: containerd.rootfs, trust: containerd.trust });
+    if (config.unpack.memoryMib > 0) {
+      scratch = new UnpackScratch({ dir: layout.unpackScratch, limitBytes: config.unpack.memoryMib * 1024 * 1024, mounter: tmpfsScratchMounter, logger });
+      await scratch.start();
+    }
+    const snapshotter = new Snapshotter({
+      layout,
+      store,
+      layers,
+      mounts,
+      logger,
+      blobs: containerd.blobs,
+      ...(containerd.registry ? { registry: containerd.registry } : {}),
+      ...(scratch ? { scratch } : {}),
+      rootfs: containerd.rootfs,
+      trust: containerd.trust,
+    });
     await snapshotter.start();
     monitor = await startStatusMonitor({ config, layout, store, scope, verity, verityInUse: mounter.verity, metrics, logger });
 
@@ -103,6 +121,7 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
       close: async () => {
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         await snapshotter.close();
+        await scratch?.close();
         await running.close();
         closeContainerd();
         store.close();
@@ -120,6 +139,7 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
     };
   } catch (err) {
     closeContainerd();
+    await scratch?.close().catch(() => undefined);
     await monitor?.close();
     store.close();
     lock.release();

@@ -7,6 +7,7 @@
  *   <root>/snapshots/<id>/work      active: overlay work dir
  *   <root>/snapshots/<id>/layer.erofs, layer.verity    committed: the layer
  *   <root>/snapshots/new-*, rm-*    being created / removed; Cleanup drops them
+ *   <root>/unpack/<id>/fs, work     tmpfs: upper and work dir of an unpack whose layer is built from its blob
  *   <mounts.dir>/<id>               committed layer mounted read-only (default <root>/m)
  */
 import { renameSync } from 'node:fs';
@@ -20,12 +21,15 @@ export class RootLayout {
   readonly snapshots: string;
   readonly database: string;
   readonly lock: string;
+  /** The tmpfs of unpack-scratch.ts. */
+  readonly unpackScratch: string;
 
   constructor(root: string) {
     this.root = root;
     this.snapshots = join(root, SNAPSHOTS_DIR);
     this.database = join(root, 'metadata.db');
     this.lock = join(root, 'daemon.lock');
+    this.unpackScratch = join(root, 'unpack');
   }
 
   snapshot(id: number): string {

@@ -46,7 +46,7 @@ import { RegistryFetchError } from './registry/errors.js';
 import type { RegistryClient } from './registry/client.js';
 import { ConversionsAhead } from './pull/convert-ahead.js';
 import { checkLayerChain } from './pull/layer-chain.js';
-import { PullAhead, type AheadLayer } from './pull/pull-ahead.js';
+import { PullAhead, type AheadLayer, type AheadSteps } from './pull/pull-ahead.js';
 import { claimedChainId, commitSource, criImageLayers, prepareSource, SNAPSHOT_REF_LABEL, type LayerSource } from './pull/source.js';
 import { readXattrs } from './layers/xattrs.js';
 import { hostLayerFs, type LayerFs } from './rootfs/merged-tree.js';
@@ -57,6 +57,7 @@ import type { MountManager } from './mounts/manager.js';
 import type { LayerPlan, LayerTrust } from './trust/image-trust.js';
 import { layerReferences } from './mounts/reconcile.js';
 import { snapshotMounts, mountDataBytes, MOUNT_OPTIONS_MAX_BYTES, type Mount } from './mounts/snapshot-mounts.js';
+import { tmpfsBytesFor, type UnpackScratch } from './unpack-scratch.js';
 
 export interface SnapshotterOptions {
   layout: RootLayout;
@@ -76,6 +77,8 @@ export interface SnapshotterOptions {
   trust?: LayerTrust;
   /** How long the snapshotter must go without a change before the upper dirs Commits dropped are deleted (deferred-removal.ts). */
   discardQuietMs?: number;
+  /** Memory for the upper dirs of unlabelled unpacks whose layer is built from the blob; without it they are on the disk. */
+  scratch?: UnpackScratch;
 }
 
 /** A blob converted into layer files, before the checks that make them a snapshot's layer. */
@@ -100,6 +103,7 @@ export class Snapshotter {
   private readonly registry: Pick<RegistryClient, 'openBlob' | 'mayFetch'> | undefined;
   private readonly rootfs: RootfsPolicy | undefined;
   private readonly trust: LayerTrust | undefined;
+  private readonly scratch: UnpackScratch | undefined;
   private readonly keys = new KeyedLock();
   /** One conversion per chain ID at a time: concurrent Prepares of one layer convert it once. */
   private readonly chains = new KeyedLock();
@@ -133,6 +137,7 @@ export class Snapshotter {
       logger: this.logger,
     });
     this.trust = options.trust;
+    this.scratch = options.scratch;
     this.discarded = new DeferredRemoval({
       dir: this.layout.snapshots,
       logger: this.logger,
@@ -141,7 +146,7 @@ export class Snapshotter {
     });
     this.pullAhead = new PullAhead({
       makeDir: () => this.newDirectory(),
-      convert: (ns, layer, dir, preparing) => this.convertAheadOfPrepare(ns, layer, dir, preparing),
+      convert: (ns, layer, dir, steps) => this.convertAheadOfPrepare(ns, layer, dir, steps),
       drop: (dir) => this.dropDirectory(dir),
       logger: this.logger,
     });
@@ -166,17 +171,16 @@ export class Snapshotter {
     const source = prepareSource(key, labels);
     if (source.kind === 'unpack') {
       // This layer and those above it, converted one after the other while containerd waits here and then writes.
-      if (source.fastPath) this.stageAhead(ns, labels, true);
+      if (source.fastPath) this.stageAhead(ns, labels);
       if (source.fastPath && (await this.unpackFromBlob(ns, key, parent, labels, source.layer))) {
         throw new AlreadyExistsError(`layer ${source.layer.chainId} is committed: it was converted from its blob`, {
           hint: 'nothing to do: containerd takes this answer as "skip the unpack"',
         });
       }
       const mounts = await this.create(ns, 'active', key, parent, labels);
-      // containerd fetches this layer's blob now: its Commit takes the conversion.
-      if (source.fastPath) this.stageAhead(ns, labels, false);
-      else this.convertAhead(ns, key, parent, source.layer);
-      return mounts;
+      // With the fast path missed, containerd fetches this layer's blob now: its Commit takes the staged conversion.
+      if (source.fastPath) return mounts;
+      return (await this.convertAhead(ns, key, parent, source.layer)) ?? mounts;
     }
     if (!(await this.readOnlyRoot(ns, key, parent))) return this.create(ns, 'active', key, parent, labels);
     return this.mountpointsLayers.with(this.store.layerChain(ns, parent), (mountpoints) =>
@@ -210,8 +214,9 @@ export class Snapshotter {
         }
         log.info({ rootHash: layer.rootHash, bytes: layer.usage.size }, 'snapshot committed');
         // The upper dir is now a layer file; nothing stays extracted. Deleted after the pull, not
-        // while containerd writes the next layer (deferred-removal.ts).
+        // while containerd writes the next layer (deferred-removal.ts); in memory, at once.
         this.discarded.discard([this.layout.upper(active.id), this.layout.work(active.id)], log);
+        await this.scratch?.release(active.id);
       } finally {
         this.busy.delete(dir);
       }
@@ -236,6 +241,7 @@ export class Snapshotter {
         // A removed layer may still be mounted, idle: that mount must not outlive its files.
         if (removed.kind === 'committed') await this.mountManager.forget(removed.id);
         await this.removeQuietly([trash], log);
+        await this.scratch?.release(removed.id);
         if (removed.kind !== 'committed') await this.mountManager.release(layersBelow(removed));
         // An image layer's mountpoints layer goes with it (a mountpoints layer has none of its own).
         else if (ns !== MOUNTPOINTS_NAMESPACE) await this.retireMountpointsLayers();
@@ -265,7 +271,7 @@ export class Snapshotter {
   /** Active snapshots: what their upper dir holds now. Others: what was recorded (views hold nothing). */
   async usage(ns: string, key: string): Promise<Usage> {
     const { id, info, usage } = this.store.getInfo(ns, key);
-    return info.kind === 'active' ? diskUsage(this.layout.upper(id)) : usage;
+    return info.kind === 'active' ? diskUsage(this.upperDirs(id).upper) : usage;
   }
 
   /** Shutdown: idle layer mounts go; layers that snapshots use stay mounted for their containers. */
@@ -341,15 +347,19 @@ export class Snapshotter {
       // A concurrent Prepare of the same layer may have converted it meanwhile.
       if (this.store.findCommitted(ns, parent, { name: SNAPSHOT_REF_LABEL, value: chainId }) !== undefined) return true;
       if (parent !== '') this.store.layerChain(ns, parent);
-      const staged = layer.layerDigest === undefined ? undefined : await this.pullAhead.take(ns, layer.layerDigest);
+      // Never waiting for containerd's fetch: it cannot commit a blob while this Prepare runs (pull-ahead.ts).
+      const digest = layer.layerDigest;
+      let staged = digest === undefined ? undefined : await this.pullAhead.take(ns, digest, { waitForFetch: false });
+      const blob = staged ? undefined : await blobs.find(ns, layer, { waitForFetch: false });
+      // The blob arrived just now: a conversion still staged for it sees it at once.
+      if (blob && digest !== undefined) staged = await this.pullAhead.take(ns, digest);
       let temp = staged?.dir;
       let created: string | undefined;
       try {
         let converted = staged?.value;
         if (!converted) {
-          const blob = await blobs.find(ns, layer, { wait: 'fetching' });
           if (!blob) {
-            log.info({ digest: layer.layerDigest, source: 'upper' }, 'layer blob not in containerd yet: containerd unpacks into a writable snapshot');
+            log.info({ digest, source: 'upper' }, 'layer blob not in containerd yet: containerd unpacks into a writable snapshot');
             return false;
           }
           temp = await this.newDirectory();
@@ -382,49 +392,71 @@ export class Snapshotter {
 
   /**
    * For an unpack without labels, whose blob containerd may have: build its
-   * layer from the blob now, while containerd writes the upper dir
-   * (pull/convert-ahead.ts); its Commit takes the result.
+   * layer from the blob (pull/convert-ahead.ts); its Commit takes the result.
+   * With scratch memory, the layer is built first and containerd then
+   * writes the files nobody will read into memory: the new mounts. Without
+   * it, or when they do not fit, containerd writes them to the disk while the
+   * layer is built (undefined: the mounts stay as they are).
    */
-  private convertAhead(ns: string, key: string, parent: string, layer: LayerSource): void {
+  private async convertAhead(ns: string, key: string, parent: string, layer: LayerSource): Promise<Mount[] | undefined> {
     const { blobs } = this;
     const chainId = layer.chainId;
-    if (!blobs || chainId === undefined) return;
-    const dir = this.layout.snapshot(this.store.getInfo(ns, key).id);
-    this.ahead.start(lockKey(ns, key), chainId, dir, async () => {
+    if (!blobs || chainId === undefined) return undefined;
+    const { id } = this.store.getInfo(ns, key);
+    const dir = this.layout.snapshot(id);
+    const built = this.ahead.start(lockKey(ns, key), chainId, dir, async () => {
       // containerd not answering now: the Commit asks again and decides.
-      const blob = await blobs.find(ns, layer, { wait: 'no' }).catch(() => undefined);
+      const blob = await blobs.find(ns, layer, { waitForFetch: false }).catch(() => undefined);
       if (!blob) return undefined;
-      return { layer: await this.buildFromBlob(ns, blob, dir, parent, layer), digest: blob.digest };
+      // This layer, then those above it, one after the other: each next one converts while containerd writes this one.
+      const ahead = [{ chainId, digest: blob.digest }, ...blob.above.map((l) => ({ chainId: l.chainId, digest: l.blob.digest }))];
+      this.pullAhead.stage(ns, ahead.map((l) => ({ chainId: l.chainId, layerDigest: l.digest, imageRef: undefined, manifestDigest: undefined })));
+      const layerBuilt = (await this.adoptStaged(ns, blob.digest, dir, parent, layer, blob)) ?? (await this.buildFromBlob(ns, blob, dir, parent, layer));
+      return { layer: layerBuilt, digest: blob.digest };
     });
+    if (!this.scratch) return undefined;
+    // A failure is the Commit's to report, as when containerd writes to the disk.
+    const usage = (await built.catch(() => undefined))?.layer.usage;
+    if (!usage || !(await this.scratch.reserve(id, tmpfsBytesFor({ dataBytes: usage.size, inodes: usage.inodes })))) return undefined;
+    this.logger.info({ ns, key, chainId }, 'layer built from its blob; containerd unpacks the upper dir it drops into memory');
+    return this.mountsOf(this.store.getSnapshot(ns, key));
   }
 
   /** The layers a CRI pull will unpack from this one up (pull/pull-ahead.ts). */
-  private stageAhead(ns: string, labels: Labels, preparing: boolean): void {
-    if (this.blobs) this.pullAhead.stage(ns, criImageLayers(labels), { preparing });
+  private stageAhead(ns: string, labels: Labels): void {
+    if (this.blobs) this.pullAhead.stage(ns, criImageLayers(labels));
   }
 
   /**
-   * A layer of a CRI pull, converted before its Prepare asks (pull/pull-ahead.ts):
+   * A layer of a pull, converted before its Prepare asks (pull/pull-ahead.ts):
    * from containerd's content store when the blob is there, else from the
-   * registry, else once containerd fetched it — which it does not do for the
-   * layer whose Prepare is waiting (`preparing`).
+   * registry, else once containerd fetched it.
    */
-  private async convertAheadOfPrepare(ns: string, layer: AheadLayer, dir: string, preparing: boolean): Promise<ConvertedBlob | undefined> {
+  private async convertAheadOfPrepare(ns: string, layer: AheadLayer, dir: string, steps: AheadSteps): Promise<ConvertedBlob | undefined> {
     const blobs = this.blobs!;
-    const present = await blobs.find(ns, layer, { wait: 'no' });
-    if (present) return this.convertStored(ns, present, dir, layer);
-    const fetched = await this.convertFromRegistry(ns, layer, dir);
-    if (fetched || preparing) return fetched;
-    const blob = await blobs.find(ns, layer, { wait: 'queued' });
-    return blob && this.convertStored(ns, blob, dir, layer);
+    const present = await blobs.find(ns, layer, { waitForFetch: false });
+    if (present) return steps.turn(() => this.convertStored(ns, present, dir, layer));
+    const { registry } = this;
+    if (registry && layer.imageRef && registry.mayFetch(layer.imageRef)) {
+      const fetched = await steps.turn(() => this.convertFromRegistry(registry, ns, { ...layer, imageRef: layer.imageRef! }, dir));
+      if (fetched) return fetched;
+    }
+    steps.fetching();
+    const blob = await blobs.find(ns, layer, { waitForFetch: true });
+    return blob && steps.turn(() => this.convertStored(ns, blob, dir, layer));
   }
 
   /** The layer converted from its registry's blob; undefined when the registry could not give it (logged). */
-  private async convertFromRegistry(ns: string, layer: AheadLayer, dir: string): Promise<ConvertedBlob | undefined> {
-    const { registry } = this;
+  private async convertFromRegistry(
+    registry: Pick<RegistryClient, 'openBlob' | 'mayFetch'>,
+    ns: string,
+    layer: AheadLayer & { imageRef: string },
+    dir: string,
+  ): Promise<ConvertedBlob | undefined> {
     const { imageRef, layerDigest: digest } = layer;
-    if (!registry || !imageRef || !registry.mayFetch(imageRef)) return undefined;
-    const blob: LayerBlob = { digest, diffId: undefined, images: [imageRef] };
+    // Asked again in its turn: a failure of the layers converted before may have started the back-off.
+    if (!registry.mayFetch(imageRef)) return undefined;
+    const blob: LayerBlob = { digest, diffId: undefined, images: [imageRef], above: [] };
     try {
       return await this.convertBlob(ns, blob, { origin: 'registry', open: () => registry.openBlob(imageRef, digest) }, dir, layer);
     } catch (err) {
@@ -445,19 +477,15 @@ export class Snapshotter {
       log.info({ chainId: source.chainId, digest: ahead.digest, source: 'blob', ahead: true }, 'layer built from its blob; the upper dir is dropped');
       return ahead.layer;
     }
-    const staged = unpack && source.layerDigest !== undefined ? await this.pullAhead.take(ns, source.layerDigest) : undefined;
+    const staged = unpack && source.layerDigest !== undefined
+      ? await this.adoptStaged(ns, source.layerDigest, dir, this.store.getInfo(ns, key).info.parent, source)
+      : undefined;
     if (staged) {
-      try {
-        await moveLayerFiles(staged.dir, dir);
-      } finally {
-        await this.dropDirectory(staged.dir);
-      }
-      const layer = await this.acceptConverted(ns, staged.value, dir, this.store.getInfo(ns, key).info.parent, source);
-      log.info({ chainId: source.chainId, digest: staged.value.blob.digest, source: 'blob', ahead: true }, 'layer built from its blob; the upper dir is dropped');
-      return layer;
+      log.info({ chainId: source.chainId, digest: source.layerDigest, source: 'blob', ahead: true }, 'layer built from its blob; the upper dir is dropped');
+      return staged;
     }
     const { blobs } = this;
-    const blob = unpack && blobs && source.chainId ? await blobs.find(ns, source, { wait: 'no' }) : undefined;
+    const blob = unpack && blobs && source.chainId ? await blobs.find(ns, source, { waitForFetch: false }) : undefined;
     if (blobs && blob) {
       const layer = await this.buildFromBlob(ns, blob, dir, this.store.getInfo(ns, key).info.parent, source);
       log.info({ chainId: source.chainId, digest: blob.digest, source: 'blob' }, 'layer built from its blob; the upper dir is dropped');
@@ -465,9 +493,27 @@ export class Snapshotter {
     }
     // What containerd wrote cannot be checked against a signature: an image that must be signed gets no such layer.
     if (unpack) this.trust?.checkUpperDir(ns, source);
-    const layer = await this.layers.commitDirectory(this.layout.upper(id), dir);
+    const layer = await this.layers.commitDirectory(this.upperDirs(id).upper, dir);
     log.info({ chainId: source.chainId, digest: source.layerDigest, source: 'upper' }, 'layer built from the upper dir');
     return { ...layer, images: source.imageRef ? [source.imageRef] : [] };
+  }
+
+  /**
+   * The conversion of blob `digest` staged ahead (pull/pull-ahead.ts), moved
+   * into `dir` and checked as the layer `layer.chainId` on `parent`;
+   * undefined when none was staged or its blob never came. `blob`: what the
+   * caller knows about the blob (the images found with it, the diff ID to
+   * check), if more than the staged conversion knew.
+   */
+  private async adoptStaged(ns: string, digest: string, dir: string, parent: string, layer: LayerSource, blob?: LayerBlob): Promise<CommittedLayer | undefined> {
+    const staged = await this.pullAhead.take(ns, digest);
+    if (!staged) return undefined;
+    try {
+      await moveLayerFiles(staged.dir, dir);
+    } finally {
+      await this.dropDirectory(staged.dir);
+    }
+    return this.acceptConverted(ns, blob ? { ...staged.value, blob } : staged.value, dir, parent, layer);
   }
 
   /**
@@ -561,11 +607,16 @@ export class Snapshotter {
     }
   }
 
+  /** An active snapshot's upper and work dirs: in scratch memory, or in its directory. */
+  private upperDirs(id: number): { upper: string; work: string } {
+    return this.scratch?.paths(id) ?? { upper: this.layout.upper(id), work: this.layout.work(id) };
+  }
+
   private mountsOf(s: MountableSnapshot, log: Logger = this.logger): Mount[] {
     // A read-only active snapshot mounts like a view of its mountpoints layer and parents: no upper dir.
     const mounts = snapshotMounts(
       s.mountpoints === undefined ? s.kind : 'view',
-      { upper: this.layout.upper(s.id), work: this.layout.work(s.id) },
+      this.upperDirs(s.id),
       layersBelow(s).map((id) => this.mountManager.mountPoint(id)),
     );
     const bytes = mountDataBytes(mounts[0]!);

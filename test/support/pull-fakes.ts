@@ -3,8 +3,8 @@
  * services (containerd-fakes.ts), fake layers and fake mounts: what the
  * unit tests of the fast path, Commit from the blob and read-only roots use.
  * With `trust`, layers are checked against image signatures too (the
- * refusal reasons are collected in `refusals`); with `registry`, blobs
- * containerd does not have are fetched with it.
+ * refusal reasons are collected in `refusals`); `extra` adds the registry
+ * client and the unpack scratch memory.
  */
 import type { ExecutionContext } from 'ava';
 import { wallClock } from '../../snapshotter/core/clock.js';
@@ -42,7 +42,7 @@ export async function pullFakes(
   t: ExecutionContext,
   rootfs: { mode?: ReadOnlyMode; protect?: string[] } = {},
   trust?: TrustFakes,
-  registry?: SnapshotterOptions['registry'],
+  extra: Pick<SnapshotterOptions, 'registry' | 'scratch'> = {},
 ): Promise<PullFakes> {
   const content = new FakeContent();
   const images = new FakeImages();
@@ -64,7 +64,7 @@ export async function pullFakes(
     logger: silentLogger,
     onRefusal: (reason) => refusals.push(reason),
   });
-  const f = await fakeSnapshotter(wallClock(), { blobs, rootfs: policy, ...(imageTrust ? { trust: imageTrust } : {}), ...(registry ? { registry } : {}) });
+  const f = await fakeSnapshotter(wallClock(), { blobs, rootfs: policy, ...(imageTrust ? { trust: imageTrust } : {}), ...extra });
   t.teardown(() => f.dispose());
   return { f, content, images, refusals };
 }

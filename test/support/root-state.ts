@@ -90,7 +90,13 @@ export async function rootProblems(sn: RootUnderTest, options: RootCheckOptions 
 async function mountProblems(sn: RootUnderTest, needed: ReadonlyMap<number, number>, idle: (id: number) => boolean): Promise<string[]> {
   const problems: string[] = [];
   const mounts = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
-  const ours = mounts.filter((m) => m.mountPoint.startsWith(`${sn.dir}/`));
+  // The daemon's tmpfs for unpack upper dirs (service/unpack-scratch.ts): at most one, mounted fresh at each start.
+  const scratch = join(sn.root, 'unpack');
+  const scratchMounts = mounts.filter((m) => m.mountPoint === scratch);
+  if (scratchMounts.length > 1 || scratchMounts.some((m) => m.fsType !== 'tmpfs')) {
+    problems.push(`${scratch}: ${scratchMounts.map((m) => m.fsType).join(', ')} mounted, not one tmpfs`);
+  }
+  const ours = mounts.filter((m) => m.mountPoint.startsWith(`${sn.dir}/`) && m.mountPoint !== scratch);
   const mounted = new Map<number, number>();
   for (const m of ours) {
     const id = m.mountPoint.startsWith(`${sn.mountsDir}/`) ? Number(m.mountPoint.slice(sn.mountsDir.length + 1)) : NaN;

@@ -43,6 +43,8 @@ export interface ImageChains {
 
 export interface LayerMatch {
   layer: ImageLayer;
+  /** The layers above it, bottom first, in the first image found to hold it. */
+  above: ImageLayer[];
   /** Every image of the namespace whose layer chain contains the layer's chain ID. */
   images: string[];
 }
@@ -81,15 +83,16 @@ export class ImageLayers {
 
   /** The layer that `chainId` names in the images of `ns`, and every image whose chain contains it. */
   async find(ns: string, chainId: string): Promise<LayerMatch | undefined> {
-    let layer: ImageLayer | undefined;
+    let first: { layer: ImageLayer; above: ImageLayer[] } | undefined;
     const images: string[] = [];
     for (const image of await this.imageChains(ns)) {
-      const found = image.manifests.flatMap((m) => m.layers).find((l) => l.chainId === chainId);
-      if (!found) continue;
-      layer ??= found;
+      const manifest = image.manifests.find((m) => m.layers.some((l) => l.chainId === chainId));
+      if (!manifest) continue;
+      const at = manifest.layers.findIndex((l) => l.chainId === chainId);
+      first ??= { layer: manifest.layers[at]!, above: manifest.layers.slice(at + 1) };
       images.push(image.name);
     }
-    return layer && { layer, images };
+    return first && { ...first, images };
   }
 
   private async targetLayers(ns: string, target: ImageTarget, image: string, depth: number): Promise<ManifestLayers[]> {

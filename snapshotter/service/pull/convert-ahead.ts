@@ -29,12 +29,17 @@ interface Ahead {
 export class ConversionsAhead {
   private readonly pending = new Map<string, Ahead>();
 
-  /** Starts `convert` (undefined: no blob to build from) for the snapshot `key`, whose directory is `dir`. */
-  start(key: string, chainId: string, dir: string, convert: () => Promise<BuiltAhead | undefined>): void {
+  /**
+   * Starts `convert` (undefined: no blob to build from) for the snapshot
+   * `key`, whose directory is `dir`; the result is for the caller to wait for
+   * too, but only take() hands it over.
+   */
+  start(key: string, chainId: string, dir: string, convert: () => Promise<BuiltAhead | undefined>): Promise<BuiltAhead | undefined> {
     const result = convert();
     // Settled by take() or drop(); until then a failure must not count as unhandled.
     result.catch(() => undefined);
     this.pending.set(key, { chainId, dir, result });
+    return result;
   }
 
   /**

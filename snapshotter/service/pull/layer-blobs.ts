@@ -5,22 +5,18 @@
  *
  * containerd 1.6's unpacker prepares a layer BEFORE it fetches the layer's
  * blob (unpacker.go starts the fetches of layers i… only after the Prepare of
- * the first missing layer i succeeded). So during a fresh pull:
- *   - the first missing layer's blob is absent and nobody fetches it yet:
- *     there is nothing to wait for, the unpack takes the writable overlay;
- *   - the blobs of the layers above it are being fetched already: `find`
- *     waits for such a fetch (an ingest of that digest that makes progress)
- *     and then the Prepare can take the fast path.
- * A conversion ahead of the unpack (pull-ahead.ts) also waits for a fetch
- * that has not started yet: containerd fetches a few blobs at a time, so a
- * layer's turn comes while the pull's other fetches make progress.
- * Finding nothing is never an error: the caller falls back to containerd's
- * own unpack, which checks the layer's diff ID itself.
+ * the first missing layer i succeeded), and it commits a fetched blob in a
+ * write transaction of the same database its Prepare and Commit requests run
+ * in. So only work outside a request may wait for a fetch (`waitForFetch`,
+ * pull-ahead.ts): it waits while any fetch of the namespace makes progress —
+ * containerd fetches a few blobs at a time, so a layer's turn comes while the
+ * others progress. Finding nothing is never an error: the caller falls back
+ * to containerd's own unpack, which checks the layer's diff ID itself.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../core/log.js';
 import type { ContentClient, Ingest } from '../containerd/content.js';
-import type { ImageLayers } from '../containerd/image-layers.js';
+import type { ImageLayer, ImageLayers } from '../containerd/image-layers.js';
 import type { LayerSource } from './source.js';
 
 export interface LayerBlob {
@@ -29,14 +25,9 @@ export interface LayerBlob {
   diffId: string | undefined;
   /** Images known to use the layer: the one being pulled and those found through the chain ID. */
   images: string[];
+  /** The layers above it in its image, when it was found through one: an unpack will want them next. */
+  above: ImageLayer[];
 }
-
-/**
- * What `find` waits for when the blob is not there yet: nothing; a fetch of
- * it in progress; or also a fetch not started yet, while the namespace's
- * other fetches make progress.
- */
-export type BlobWait = 'no' | 'fetching' | 'queued';
 
 export interface LayerBlobsOptions {
   content: ContentClient;
@@ -44,7 +35,7 @@ export interface LayerBlobsOptions {
   logger: Logger;
   /** How often a fetch in progress is looked at (default 25 ms). */
   pollMs?: number;
-  /** A fetch (with 'queued': any fetch of the namespace) that has not progressed for this long is not waited for any longer (default 10 s). */
+  /** When no fetch of the namespace has progressed for this long, a fetch is not waited for any longer (default 10 s). */
   stallMs?: number;
 }
 
@@ -64,11 +55,11 @@ export class LayerBlobs {
   }
 
   /**
-   * The layer's blob when containerd has it, or once the fetch `wait` names
-   * completes. Undefined when there is none (or containerd cannot be asked:
-   * logged), so the caller takes the other path.
+   * The layer's blob when containerd has it — with `waitForFetch`, once
+   * containerd has fetched it. Undefined when there is none (or containerd
+   * cannot be asked: logged), so the caller takes the other path.
    */
-  async find(ns: string, source: LayerSource, options: { wait: BlobWait }): Promise<LayerBlob | undefined> {
+  async find(ns: string, source: LayerSource, options: { waitForFetch: boolean }): Promise<LayerBlob | undefined> {
     const log = this.logger.child({ ns, chainId: source.chainId });
     try {
       // CRI names the blob and the image being pulled: no need to read every image of the
@@ -80,9 +71,10 @@ export class LayerBlobs {
         digest,
         diffId: match?.layer.diffId,
         images: [...new Set([...(source.imageRef ? [source.imageRef] : []), ...(match?.images ?? [])])].sort(),
+        above: match?.above ?? [],
       };
       if (await this.content.info(ns, digest)) return blob;
-      if (options.wait !== 'no' && (await this.fetched(ns, digest, options.wait === 'queued'))) return blob;
+      if (options.waitForFetch && (await this.fetched(ns, digest))) return blob;
       return undefined;
     } catch (err) {
       log.warn({ err, digest: source.layerDigest }, "cannot look for the layer's blob in containerd; taking the path without it");
@@ -95,20 +87,12 @@ export class LayerBlobs {
     return this.content.read(ns, digest);
   }
 
-  /**
-   * Waits while an ingest of `digest` makes progress — with `queued`, while
-   * any ingest of the namespace does, so a fetch waiting for its turn is
-   * waited for too; true once the blob is complete.
-   */
-  private async fetched(ns: string, digest: string, queued: boolean): Promise<boolean> {
+  /** Waits while any ingest of the namespace makes progress; true once the blob of `digest` is complete. */
+  private async fetched(ns: string, digest: string): Promise<boolean> {
     let last: string | undefined;
     let progressAt = Date.now();
     for (;;) {
-      const ingests = await this.content.ingests(ns);
-      const own = ingests.find((i) => i.ref.endsWith(digest));
-      // An ingest that just went away was committed (or aborted): the blob says which.
-      if (!own && !queued) return (await this.content.info(ns, digest)) !== undefined;
-      const state = queued ? ingests.map((i) => `${i.ref}@${i.offset}`).join(',') : String(own!.offset);
+      const state = (await this.content.ingests(ns)).map((i) => `${i.ref}@${i.offset}`).join(',');
       if (state !== last) progressAt = Date.now();
       else if (Date.now() - progressAt > this.stallMs) return false;
       last = state;

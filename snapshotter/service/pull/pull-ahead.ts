@@ -1,18 +1,24 @@
 /**
- * Layers of a CRI pull converted before containerd's unpacker asks for them.
+ * Layers of a pull converted before containerd's unpacker asks for them.
  *
  * containerd 1.6 unpacks one layer after the other, and fetches the blobs
  * only once the first missing layer is prepared (layer-blobs.ts). CRI labels
  * each layer with `cri.image-layers`, the digests of that layer and all
  * above it, "for preparing layers in parallel"; so at the first missing
- * layer the snapshotter stages all of them here. They are converted one at a
- * time, in order, each as soon as its blob can be read: from containerd's
- * content store, from the registry (registry/client.ts), or once containerd
- * fetched it. The Prepares then take finished conversions. The first layer
- * is the one whose Prepare is waiting: containerd fetches nothing before it
- * returns, so when its blob cannot be had at once it goes the writable way
- * (and is converted at its Commit) while the layers above it wait for
- * containerd's fetches.
+ * layer the snapshotter stages all of them here (an import stages the layers
+ * of its image the same way). Each finds its blob at once — in containerd's
+ * content store, or from the registry (registry/client.ts) — or waits for
+ * containerd to fetch it; the conversions themselves run one at a time, in
+ * the order their blobs were found. Prepares and Commits take the results.
+ *
+ * containerd 1.6 calls a snapshotter's Prepare and Commit inside a write
+ * transaction of its metadata database, and a fetched blob is committed in
+ * one too. So a Prepare must never wait for a blob containerd has yet to
+ * fetch — that wait could only end in the stall timeout: take() with
+ * `waitForFetch: false` answers undefined for such a layer and leaves it
+ * staged, and the layer goes the writable way; its Commit (the blob is in
+ * containerd by then) takes the conversion. The conversions waiting for
+ * fetches do not hold up those whose blobs are there.
  *
  * A staged conversion is only the layer files and what they were built
  * from: the checks that bind it to a chain ID and an image signature run when
@@ -23,7 +29,7 @@
 import type { Logger } from '../../core/log.js';
 import type { LayerSource } from './source.js';
 
-/** A layer to convert ahead: what its Prepare's labels will say, without the chain ID (known only then). */
+/** A layer to convert ahead: what its Prepare's labels will say (a CRI pull's lack the chain ID, known only then). */
 export type AheadLayer = LayerSource & { layerDigest: string };
 
 export interface StagedLayer<T> {
@@ -32,14 +38,19 @@ export interface StagedLayer<T> {
   value: T;
 }
 
+/** What a conversion tells the queue. */
+export interface AheadSteps {
+  /** Runs the conversion proper once the ones before it are done; undefined when the queue closed meanwhile. */
+  turn<R>(work: () => Promise<R>): Promise<R | undefined>;
+  /** The blob is not to be had now: the conversion waits for containerd to fetch it. */
+  fetching(): void;
+}
+
 export interface PullAheadOptions<T> {
   /** A new directory to convert a layer into (kept from Cleanup until dropped or taken). */
   makeDir(): Promise<string>;
-  /**
-   * Converts `layer`'s blob into `dir`; undefined when the blob never came.
-   * `preparing`: its Prepare is the one waiting, so containerd will not fetch it meanwhile.
-   */
-  convert(ns: string, layer: AheadLayer, dir: string, preparing: boolean): Promise<T | undefined>;
+  /** Converts `layer`'s blob into `dir`, the conversion itself in `steps.turn`; undefined when the blob never came. */
+  convert(ns: string, layer: AheadLayer, dir: string, steps: AheadSteps): Promise<T | undefined>;
   /** Deletes a directory made by makeDir that nobody took. */
   drop(dir: string): Promise<void>;
   logger: Logger;
@@ -49,6 +60,10 @@ export interface PullAheadOptions<T> {
 
 interface Entry<T> {
   result: Promise<StagedLayer<T> | undefined>;
+  /** Waiting for containerd to fetch the blob, now. */
+  awaitingFetch: boolean;
+  /** Resolves once the conversion has first started waiting for a fetch. */
+  fetchWait: Promise<void>;
   expiry?: NodeJS.Timeout;
 }
 
@@ -60,23 +75,26 @@ export class PullAhead<T> {
 
   constructor(private readonly options: PullAheadOptions<T>) {}
 
-  /**
-   * Queues the conversion of each of `layers` not staged already, in order,
-   * after those queued before. Called at the Prepare of `layers[0]`:
-   * `preparing` while that Prepare waits for it, not once it goes the
-   * writable way (then containerd fetches its blob).
-   */
-  stage(ns: string, layers: readonly AheadLayer[], options: { preparing: boolean }): void {
+  /** Stages the conversion of each of `layers` not staged already. */
+  stage(ns: string, layers: readonly AheadLayer[]): void {
     const queued = layers.filter((layer) => !this.entries.has(entryKey(ns, layer.layerDigest)));
     if (queued.length === 0) return;
-    const preparing = options.preparing && queued[0] === layers[0] ? queued[0] : undefined;
     this.options.logger.info({ ns, image: queued[0]!.imageRef, layers: queued.map((l) => l.layerDigest) }, "converting the pull's layers ahead of their unpack");
-    // Once one blob never came the pull has stopped: the layers after it are not waited for in turn.
-    const pull = { stopped: false };
     for (const layer of queued) {
       const id = entryKey(ns, layer.layerDigest);
-      const entry: Entry<T> = { result: this.tail.then(() => this.run(ns, layer, layer === preparing, pull)) };
-      this.tail = entry.result.catch(() => undefined);
+      let fetchStarted!: () => void;
+      const entry: Entry<T> = { awaitingFetch: false, fetchWait: new Promise((resolve) => (fetchStarted = resolve)), result: Promise.resolve(undefined) };
+      const steps: AheadSteps = {
+        fetching: () => {
+          entry.awaitingFetch = true;
+          fetchStarted();
+        },
+        turn: (work) => {
+          entry.awaitingFetch = false;
+          return this.inTurn(work);
+        },
+      };
+      entry.result = this.run(ns, layer, steps);
       // Whoever takes the entry sees its failure; until then it must not count as unhandled.
       entry.result.catch(() => undefined);
       void entry.result.then(
@@ -90,39 +108,58 @@ export class PullAhead<T> {
   /**
    * The staged conversion of `digest`, waited for if it is still queued or
    * running; undefined when none was staged or its blob never came. Throws
-   * what the conversion threw. Each is taken once.
+   * what the conversion threw. Each is taken once. Without `waitForFetch`,
+   * one waiting for containerd's fetch is not waited for: undefined, and it
+   * stays staged for a later taker.
    */
-  async take(ns: string, digest: string): Promise<StagedLayer<T> | undefined> {
+  async take(ns: string, digest: string, options: { waitForFetch?: boolean } = {}): Promise<StagedLayer<T> | undefined> {
     const id = entryKey(ns, digest);
     const entry = this.entries.get(id);
     if (!entry) return undefined;
+    if (options.waitForFetch === false) {
+      // Until it either finishes or has to wait for a fetch (finding the blob, a registry's answer, the queue).
+      await Promise.race([entry.fetchWait, entry.result.catch(() => undefined)]);
+      if (entry.awaitingFetch) return undefined;
+    }
+    if (this.entries.get(id) !== entry) return undefined;
     this.entries.delete(id);
     clearTimeout(entry.expiry);
     return entry.result;
   }
 
-  /** Shutdown: queued conversions do not start; the running one is waited for; nothing staged is kept. */
+  /**
+   * Shutdown: queued conversions do not start; the running one is waited
+   * for; nothing staged is kept (what still waits for a fetch is dropped
+   * when that wait ends, not waited for).
+   */
   async close(): Promise<void> {
     this.closed = true;
     await this.tail;
-    for (const [id, entry] of this.entries) await this.expire(id, entry);
+    for (const [id, entry] of this.entries) {
+      const expired = this.expire(id, entry);
+      if (!entry.awaitingFetch) await expired;
+    }
   }
 
-  private async run(ns: string, layer: AheadLayer, preparing: boolean, pull: { stopped: boolean }): Promise<StagedLayer<T> | undefined> {
-    if (this.closed || pull.stopped) return undefined;
+  private inTurn<R>(work: () => Promise<R>): Promise<R | undefined> {
+    const run = this.tail.then(() => (this.closed ? undefined : work()));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async run(ns: string, layer: AheadLayer, steps: AheadSteps): Promise<StagedLayer<T> | undefined> {
+    if (this.closed) return undefined;
     const dir = await this.options.makeDir();
+    let value: T | undefined;
     try {
-      const value = await this.options.convert(ns, layer, dir, preparing);
-      if (value !== undefined) return { dir, value };
+      value = await this.options.convert(ns, layer, dir, steps);
     } catch (err) {
       await this.options.drop(dir);
       throw err;
     }
+    if (value !== undefined) return { dir, value };
     await this.options.drop(dir);
-    // Its Prepare goes the writable way, and that starts containerd's fetches of the others.
-    if (preparing) return undefined;
-    pull.stopped = true;
-    this.options.logger.info({ ns, digest: layer.layerDigest }, 'a layer blob to convert ahead never came: the pull stopped; the layers after it are not waited for');
+    if (!this.closed) this.options.logger.info({ ns, digest: layer.layerDigest }, 'a layer blob to convert ahead never came: the pull stopped');
     return undefined;
   }
 

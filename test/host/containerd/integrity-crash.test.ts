@@ -1,6 +1,6 @@
 /**
  * kill -9 of `integrityctl snapshotter serve` at the points where a crash
- * hurts, under a real containerd 1.6: while a layer converts at Commit (an
+ * hurts, under a real containerd 1.6: while a layer converts (an
  * import), between building a layer and the transaction that commits it,
  * while a Commit builds a layer from an upper dir, while Remove deletes a
  * snapshot, and while a CRI pull converts a layer on the fast path. After
@@ -26,6 +26,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { containerdSkipReason } from '../../support/containerd.js';
 import { startIntegrityStack, type IntegrityStack } from '../../support/integrity-snapshotter.js';
@@ -185,25 +186,35 @@ serial('kill -9 between building a layer and the transaction that commits it: th
   t.teardown(() => removeImage(`${IMAGE}:v1`).catch(() => undefined));
   const dbPath = join(stack.snapshotter.root, 'metadata.db');
   const importing = background(stack.containerd.importLayout(join(work, 'big'), IMAGE, { timeoutMs: 180_000 }));
-  // A big layer (not busybox's) being built in an active snapshot's directory: a Commit.
-  const converting = await until('a big layer being converted at Commit', async () => {
-    const p = await layerInProgress((dir) => /^\d+$/.test(dir));
-    return p && (await sizeOf(join(snapshotsDir(), p))) > FILE_BYTES ? p : undefined;
-  });
-  const dir = converting.split('/')[0]!;
-  // Hold the write lock: the Commit's transaction now waits (for up to its 5 s busy timeout).
+  // A big layer's files (not busybox's) in an active snapshot's directory: built ahead and moved in at its
+  // Prepare, while containerd writes the upper dir. Holding the write lock then makes the Commit's transaction
+  // wait (for up to its 5 s busy timeout); one that committed before the lock was taken is passed over.
   const db = new Database(dbPath, { timeout: 10_000 });
-  db.exec('BEGIN IMMEDIATE');
+  const passed = new Set<string>();
   try {
-    await until('the layer files in place', async () => {
-      const files = await readdir(join(snapshotsDir(), dir));
-      return files.includes('layer.erofs') && files.includes('layer.verity') ? true : undefined;
-    }, 4_000);
+    let dir: string | undefined;
+    while (dir === undefined) {
+      const candidate = await until('a big layer in a snapshot directory', async () => {
+        for (const p of await snapshotFiles()) {
+          const [d, f] = p.split('/') as [string, string];
+          if (f === 'layer.erofs' && /^\d+$/.test(d) && !passed.has(d) && (await sizeOf(join(snapshotsDir(), p))) > FILE_BYTES) return d;
+        }
+        return undefined;
+      });
+      passed.add(candidate);
+      db.exec('BEGIN IMMEDIATE');
+      const row = db.prepare('SELECT kind FROM snapshots WHERE id = ?').get(Number(candidate)) as { kind: bigint | number } | undefined;
+      if (Number(row?.kind) === 2) dir = candidate;
+      else db.exec('ROLLBACK');
+    }
+    t.deepEqual((await readdir(join(snapshotsDir(), dir))).filter((f) => f.startsWith('layer.')).sort(), ['layer.erofs', 'layer.verity']);
+    // Long enough for containerd to finish writing and call Commit, which now waits for the lock.
+    await sleep(500);
     await stack.snapshotter.crash();
     const row = db.prepare('SELECT kind FROM snapshots WHERE id = ?').get(Number(dir)) as { kind: bigint | number } | undefined;
     t.is(Number(row?.kind), 2, 'the snapshot was still active when the daemon died');
   } finally {
-    db.exec('ROLLBACK');
+    if (db.inTransaction) db.exec('ROLLBACK');
     db.close();
   }
   t.regex(await importing, /^failed/);

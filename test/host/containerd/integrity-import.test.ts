@@ -10,10 +10,11 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { parseMountInfo } from '../../../snapshotter/service/mounts/mountinfo.js';
 import { runCommand } from '../../support/command.js';
 import { containerdSkipReason } from '../../support/containerd.js';
 import { startIntegrityStack, type IntegrityStack } from '../../support/integrity-snapshotter.js';
@@ -76,6 +77,17 @@ serial('every layer was committed from its blob: its layer.erofs is what `integr
     chains.map((c) => [c, 'blob']),
     'one Commit per layer, each from the blob',
   );
+});
+
+serial('containerd wrote every layer into memory, which is empty again; the tmpfs is mounted once', async (t) => {
+  const chains = chainIds(image.tars);
+  const inMemory = stack.snapshotter.logs().filter((l) => l.msg === 'layer built from its blob; containerd unpacks the upper dir it drops into memory');
+  t.deepEqual(inMemory.map((l) => l.chainId), chains);
+  const scratch = join(stack.snapshotter.root, 'unpack');
+  t.deepEqual(await readdir(scratch), []);
+  const mounts = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === scratch);
+  t.deepEqual(mounts.map((m) => m.fsType), ['tmpfs']);
+  t.regex(mounts[0]!.superOptions, /size=524288k/, 'memory_mib = 512 by default');
 });
 
 function sha256File(path: string): Promise<string> {

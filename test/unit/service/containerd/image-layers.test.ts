@@ -23,6 +23,7 @@ test('a chain ID resolves to its layer blob and every image whose chain contains
   t.deepEqual(match?.images, ['r/a:1', 'r/b:1']);
   t.is(match?.layer.blob.digest, a.layers[0]);
   t.is(match?.layer.diffId, a.layers[0]);
+  t.deepEqual(match?.above.map((l) => l.chainId), [a.chainIds[1]], 'the layers above it in the first image that has it');
   t.deepEqual((await layers.find(NS, a.chainIds[1]!))?.images, ['r/a:1']);
   t.is(await layers.find(NS, `sha256:${'0'.repeat(64)}`), undefined);
   t.is(await layers.find('other-ns', b.chainIds[0]!), undefined, 'images are per namespace');

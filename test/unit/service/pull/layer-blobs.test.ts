@@ -19,33 +19,28 @@ const source = (s: Partial<LayerSource>): LayerSource => ({ chainId: undefined, 
 test("CRI's layer digest: found when the blob is there, with the image being pulled", async (t) => {
   const { content, blobs } = setup();
   const digest = content.add(NS, Buffer.from('layer'));
-  t.deepEqual(await blobs.find(NS, source({ chainId: digest, layerDigest: digest, imageRef: 'r/a:1' }), { wait: 'no' }), {
+  t.deepEqual(await blobs.find(NS, source({ chainId: digest, layerDigest: digest, imageRef: 'r/a:1' }), { waitForFetch: false }), {
     digest,
     diffId: undefined,
     images: ['r/a:1'],
+    above: [],
   });
 });
 
 test('no label: resolved through the images, with the diff ID the config promises', async (t) => {
   const { content, images, blobs } = setup();
   const a = addImage(content, images, NS, 'r/a:1', [Buffer.from('one'), Buffer.from('two')]);
-  t.deepEqual(await blobs.find(NS, source({ chainId: a.chainIds[1] }), { wait: 'no' }), {
+  t.deepEqual(await blobs.find(NS, source({ chainId: a.chainIds[1] }), { waitForFetch: false }), {
     digest: a.layers[1]!,
     diffId: a.layers[1],
     images: ['r/a:1'],
+    above: [],
   });
-  t.is(await blobs.find(NS, source({ chainId: `sha256:${'0'.repeat(64)}` }), { wait: 'no' }), undefined);
+  t.deepEqual((await blobs.find(NS, source({ chainId: a.chainIds[0] }), { waitForFetch: false }))?.above.map((l) => l.chainId), [a.chainIds[1]], 'the layers above it');
+  t.is(await blobs.find(NS, source({ chainId: `sha256:${'0'.repeat(64)}` }), { waitForFetch: false }), undefined);
 });
 
-test('a blob not there and not being fetched: nothing to wait for', async (t) => {
-  const { blobs } = setup();
-  const digest = digestOf(Buffer.from('absent'));
-  const started = Date.now();
-  t.is(await blobs.find(NS, source({ layerDigest: digest }), { wait: 'fetching' }), undefined);
-  t.true(Date.now() - started < 1000);
-});
-
-test('a blob being fetched: waited for while the ingest grows, found once committed', async (t) => {
+test('a blob being fetched: waited for while the ingest grows, found once committed; without waitForFetch, not waited for', async (t) => {
   const { content, blobs } = setup();
   const bytes = Buffer.from('arriving');
   const digest = digestOf(bytes);
@@ -57,25 +52,25 @@ test('a blob being fetched: waited for while the ingest grows, found once commit
     content.add(NS, bytes);
     content.ingesting.set(NS, []);
   }, 60);
-  t.is((await blobs.find(NS, source({ layerDigest: digest }), { wait: 'fetching' }))?.digest, digest);
-  t.is(await blobs.find(NS, source({ layerDigest: digestOf(Buffer.from('x')) }), { wait: 'no' }), undefined);
+  t.is((await blobs.find(NS, source({ layerDigest: digest }), { waitForFetch: true }))?.digest, digest);
+  t.is(await blobs.find(NS, source({ layerDigest: digestOf(Buffer.from('x')) }), { waitForFetch: false }), undefined);
 });
 
 test('an ingest that stopped growing (a cancelled fetch left behind) is not waited for', async (t) => {
   const { content, blobs } = setup(50);
   const digest = digestOf(Buffer.from('stalled'));
   content.ingesting.set(NS, [{ ref: `layer-${digest}`, offset: 10 }]);
-  t.is(await blobs.find(NS, source({ layerDigest: digest }), { wait: 'fetching' }), undefined);
+  t.is(await blobs.find(NS, source({ layerDigest: digest }), { waitForFetch: true }), undefined);
 });
 
 test('containerd not answering: no blob, no error (the writable path still works)', async (t) => {
   const { content, blobs } = setup();
   const digest = content.add(NS, Buffer.from('layer'));
   content.down = true;
-  t.is(await blobs.find(NS, source({ layerDigest: digest }), { wait: 'fetching' }), undefined);
+  t.is(await blobs.find(NS, source({ layerDigest: digest }), { waitForFetch: true }), undefined);
 });
 
-test("'queued': a fetch not started yet is waited for while the pull's other fetches progress", async (t) => {
+test("a fetch not started yet is waited for while the pull's other fetches progress", async (t) => {
   const { content, blobs } = setup(100);
   const bytes = Buffer.from('later layer');
   const digest = digestOf(bytes);
@@ -93,15 +88,14 @@ test("'queued': a fetch not started yet is waited for while the pull's other fet
     content.add(NS, bytes);
     content.ingesting.set(NS, []);
   }, 300);
-  t.is((await blobs.find(NS, source({ layerDigest: digest }), { wait: 'queued' }))?.digest, digest);
+  t.is((await blobs.find(NS, source({ layerDigest: digest }), { waitForFetch: true }))?.digest, digest);
 });
 
-test("'queued': given up once no fetch of the namespace has progressed for stallMs", async (t) => {
+test("given up once no fetch of the namespace has progressed for stallMs", async (t) => {
   const { content, blobs } = setup(50);
   const digest = digestOf(Buffer.from('never fetched'));
   content.ingesting.set(NS, [{ ref: `layer-${digestOf(Buffer.from('stuck'))}`, offset: 5 }]);
   const started = Date.now();
-  t.is(await blobs.find(NS, source({ layerDigest: digest }), { wait: 'queued' }), undefined);
+  t.is(await blobs.find(NS, source({ layerDigest: digest }), { waitForFetch: true }), undefined);
   t.true(Date.now() - started < 1000);
-  t.is(await blobs.find(NS, source({ layerDigest: digest }), { wait: 'fetching' }), undefined);
 });
