@@ -9,7 +9,8 @@
  * of its image the same way). Each finds its blob at once — in containerd's
  * content store, or from the registry (registry/client.ts) — or waits for
  * containerd to fetch it; the conversions themselves run one at a time, in
- * the order their blobs were found. Prepares and Commits take the results.
+ * the order staged — a layer waiting for its fetch gives up its place and
+ * queues again once the blob is there. Prepares and Commits take the results.
  *
  * containerd 1.6 calls a snapshotter's Prepare and Commit inside a write
  * transaction of its metadata database, and a fetched blob is committed in
@@ -40,9 +41,13 @@ export interface StagedLayer<T> {
 
 /** What a conversion tells the queue. */
 export interface AheadSteps {
-  /** Runs the conversion proper once the ones before it are done; undefined when the queue closed meanwhile. */
+  /**
+   * Runs the conversion proper once the ones before it are done (first in
+   * the place the layer was staged in, later at the end of the queue);
+   * undefined when the queue closed meanwhile.
+   */
   turn<R>(work: () => Promise<R>): Promise<R | undefined>;
-  /** The blob is not to be had now: the conversion waits for containerd to fetch it. */
+  /** The blob is not to be had now: the conversion waits for containerd to fetch it (and gives up its place). */
   fetching(): void;
 }
 
@@ -56,6 +61,14 @@ export interface PullAheadOptions<T> {
   logger: Logger;
   /** How long a finished conversion waits to be taken (default 5 minutes). */
   keepMs?: number;
+}
+
+/** A place in the conversion queue. */
+interface Slot {
+  /** Resolves when the places before it are done. */
+  ready: Promise<unknown>;
+  /** Done with it (used or given up); idempotent. */
+  release(): void;
 }
 
 interface Entry<T> {
@@ -84,17 +97,22 @@ export class PullAhead<T> {
       const id = entryKey(ns, layer.layerDigest);
       let fetchStarted!: () => void;
       const entry: Entry<T> = { awaitingFetch: false, fetchWait: new Promise((resolve) => (fetchStarted = resolve)), result: Promise.resolve(undefined) };
+      let place: Slot | undefined = this.reserveSlot();
       const steps: AheadSteps = {
         fetching: () => {
           entry.awaitingFetch = true;
           fetchStarted();
+          place?.release();
+          place = undefined;
         },
         turn: (work) => {
           entry.awaitingFetch = false;
-          return this.inTurn(work);
+          const slot = place ?? this.reserveSlot();
+          place = undefined;
+          return this.inSlot(slot, work);
         },
       };
-      entry.result = this.run(ns, layer, steps);
+      entry.result = this.run(ns, layer, steps).finally(() => place?.release());
       // Whoever takes the entry sees its failure; until then it must not count as unhandled.
       entry.result.catch(() => undefined);
       void entry.result.then(
@@ -141,10 +159,22 @@ export class PullAhead<T> {
     }
   }
 
-  private inTurn<R>(work: () => Promise<R>): Promise<R | undefined> {
-    const run = this.tail.then(() => (this.closed ? undefined : work()));
-    this.tail = run.catch(() => undefined);
-    return run;
+  /** The next place at the end of the queue. */
+  private reserveSlot(): Slot {
+    const ready = this.tail;
+    let release!: () => void;
+    const done = new Promise<void>((resolve) => (release = resolve));
+    this.tail = ready.then(() => done);
+    return { ready, release };
+  }
+
+  private async inSlot<R>(slot: Slot, work: () => Promise<R>): Promise<R | undefined> {
+    try {
+      await slot.ready;
+      return this.closed ? undefined : await work();
+    } finally {
+      slot.release();
+    }
   }
 
   private async run(ns: string, layer: AheadLayer, steps: AheadSteps): Promise<StagedLayer<T> | undefined> {

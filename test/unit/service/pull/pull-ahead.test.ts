@@ -13,7 +13,7 @@ const short = (l: AheadLayer) => l.layerDigest.slice(7, 8);
  * The blobs of `missing` layers are not there: they wait for `fetched(n)`
  * (containerd's fetch), or `fetched(n, false)` for a blob that never comes.
  */
-function setup(options: { ms?: number; keepMs?: number; missing?: number[]; fail?: number } = {}) {
+function setup(options: { ms?: number; keepMs?: number; missing?: number[]; fail?: number; findMs?: Record<number, number> } = {}) {
   const events: string[] = [];
   const dirs = new Set<string>();
   const arrivals = new Map<string, (arrived: boolean) => void>();
@@ -31,6 +31,8 @@ function setup(options: { ms?: number; keepMs?: number; missing?: number[]; fail
       return dir;
     },
     convert: async (_ns, l, dir, steps) => {
+      // Looking for the blob (containerd's content store, a registry's answer) takes its time.
+      await sleep(options.findMs?.[Number(short(l))] ?? 0);
       const wait = waits.get(short(l));
       if (wait) {
         steps.fetching();
@@ -65,6 +67,13 @@ test('one conversion at a time, in the order staged; a layer staged twice is con
   t.truthy(await ahead.take(NS, layer(1).layerDigest));
   t.is(await ahead.take(NS, layer(1).layerDigest), undefined, 'each is taken once');
   t.is(await ahead.take('other', layer(2).layerDigest), undefined, 'per namespace');
+});
+
+test('the order staged holds even when a later layer finds its blob first', async (t) => {
+  const { ahead, events } = setup({ findMs: { 1: 40 } });
+  ahead.stage(NS, [layer(1), layer(2)]);
+  t.truthy(await ahead.take(NS, layer(2).layerDigest));
+  t.deepEqual(events, ['start 1', 'end 1', 'start 2', 'end 2']);
 });
 
 test('a layer waiting for its fetch holds up none of the others', async (t) => {
@@ -128,7 +137,7 @@ test('close: what is queued does not start, the running one finishes, nothing st
   ahead.stage(NS, [layer(1), layer(2), layer(3)]);
   await sleep(5);
   await ahead.close();
-  t.deepEqual(events, ['fetching 3', 'start 1', 'end 1']);
+  t.deepEqual([...events].sort(), ['end 1', 'fetching 3', 'start 1']);
   t.deepEqual([...dirs], ['/dir-3'], 'the one waiting for its fetch goes when that wait ends');
   t.is(await ahead.take(NS, layer(2).layerDigest), undefined);
 });
