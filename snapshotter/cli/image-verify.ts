@@ -3,7 +3,8 @@
  * every signature and root-hash check, as a node makes them.
  */
 import type { Command } from 'commander';
-import { DEFAULT_CONTAINERD_ADDRESS } from '../core/config.js';
+import { DEFAULT_CONTAINERD_ADDRESS, DEFAULT_REGISTRY_CONFIG_PATH } from '../core/config.js';
+import { silentLogger } from '../core/log.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { verifyImage, type ImageCheck } from '../image/verify.js';
 import { openLayoutImage, type ImageSource } from '../oci/image-source.js';
@@ -11,6 +12,7 @@ import { ContainerdConnection } from '../service/containerd/connection.js';
 import { GrpcContentClient } from '../service/containerd/content.js';
 import { openContainerdImage } from '../service/containerd/image-source.js';
 import { GrpcImageClient } from '../service/containerd/images.js';
+import { RegistryClient } from '../service/registry/client.js';
 import { action, ExitCode } from './action.js';
 import { commandGroup } from './commands.js';
 import { createProgress } from './progress.js';
@@ -21,6 +23,7 @@ const DEFAULT_NAMESPACE = 'k8s.io';
 
 interface VerifyCommandOptions {
   containerd?: string;
+  hostsDir?: string;
   address?: string;
   namespace?: string;
   trust?: string[];
@@ -36,6 +39,7 @@ export function registerImageVerify(program: Command): void {
     .option('--containerd <ref>', "the image in containerd's content store instead, by its name (`ctr images ls`), read through containerd's API")
     .option('--address <sock>', `with --containerd: containerd's API socket (default ${DEFAULT_CONTAINERD_ADDRESS})`)
     .option('--namespace <ns>', `with --containerd: the containerd namespace (default ${DEFAULT_NAMESPACE}, CRI's)`)
+    .option('--hosts-dir <dir>', `with --containerd: containerd's registry hosts directory, for layer blobs the snapshotter fetched itself and containerd does not hold (default ${DEFAULT_REGISTRY_CONFIG_PATH})`)
     .option('--temp-dir <dir>', 'scratch space for the EROFS images (one uncompressed layer at a time)')
     .option('--json', 'print {"image","manifestDigest","ok","checks":[{"check","status","detail",...}]}');
   addTrustOption(command)
@@ -52,7 +56,10 @@ Checks, in order, each printed as ok / FAILED / skipped:
   image-root-hash    the flattened image's root hash against the manifest annotation
 With --containerd, the manifest (for an index: this machine's platform's) and
 every blob are read through containerd's content service and checked against
-their digests as they are read: what the node's snapshotter would convert.
+their digests as they are read: what the node's snapshotter would convert. A
+layer blob containerd does not hold (the snapshotter fetched it from the
+registry at pull and kept only the layer) is read from the registry, through
+the same hosts directory.
 Exit status: 0 all passed, 1 a check failed, 2 bad input.
 
 Examples:
@@ -74,6 +81,7 @@ Examples:
               images: new GrpcImageClient(connection),
               namespace: options.namespace ?? DEFAULT_NAMESPACE,
               name: options.containerd!,
+              registry: new RegistryClient({ hostsDir: options.hostsDir ?? DEFAULT_REGISTRY_CONFIG_PATH, logger: silentLogger }),
             })
             : await openLayoutImage(reference!);
           result = await verifyImage(image, trustRoots, {
@@ -103,8 +111,8 @@ function checkSource(reference: string | undefined, options: VerifyCommandOption
       hint: 'e.g. `integrityctl image verify ./app:1.0` or `integrityctl image verify --containerd registry.example/app:1.0`',
     });
   }
-  if (options.containerd === undefined && (options.address !== undefined || options.namespace !== undefined)) {
-    throw new InvalidArgumentError('--address and --namespace go with --containerd', { hint: 'add --containerd <ref>, or leave them out' });
+  if (options.containerd === undefined && (options.address !== undefined || options.namespace !== undefined || options.hostsDir !== undefined)) {
+    throw new InvalidArgumentError('--address, --namespace and --hosts-dir go with --containerd', { hint: 'add --containerd <ref>, or leave them out' });
   }
 }
 

@@ -4,12 +4,16 @@
  * exactly what a node holds: the image record through the image service,
  * its manifest (for an index, the one of this machine's platform), and every
  * blob streamed through the content service, checked against its
- * descriptor's size and digest as it is read.
+ * descriptor's size and digest as it is read. A layer blob containerd does
+ * not hold — the snapshotter fetched it from the registry at pull and kept
+ * only the layer (docs/snapshotter.md, "Fetching layers") — is read from the
+ * registry the same way, when a registry client is given.
  */
 import { createHash } from 'node:crypto';
 import { IntegrityViolationError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import type { ImageSource } from '../../oci/image-source.js';
 import { INDEX_TYPES, MANIFEST_TYPES, parseIndex, parseManifest, type Descriptor } from '../../oci/types.js';
+import type { RegistryClient } from '../registry/client.js';
 import type { ContentClient } from './content.js';
 import type { ImageClient } from './images.js';
 
@@ -22,6 +26,8 @@ export interface ContainerdImageOptions {
   name: string;
   /** For an index: the platform whose manifest to take (default: this machine's, linux). */
   platform?: { os: string; architecture: string };
+  /** Where blobs containerd does not hold are read from; without it, such a blob is an error. */
+  registry?: Pick<RegistryClient, 'openBlob'>;
 }
 
 export async function openContainerdImage(options: ContainerdImageOptions): Promise<ImageSource> {
@@ -38,7 +44,19 @@ export async function openContainerdImage(options: ContainerdImageOptions): Prom
     for await (const chunk of streamBlob(descriptor)) chunks.push(chunk);
     return Buffer.concat(chunks);
   };
-  const streamBlob = (descriptor: Descriptor): AsyncIterable<Uint8Array> => checkedBlob(content.read(ns, descriptor.digest), descriptor, ns);
+  const { registry } = options;
+  const streamBlob = (descriptor: Descriptor): AsyncIterable<Uint8Array> =>
+    registry ? fromStoreOrRegistry(descriptor, registry) : checkedBlob(content.read(ns, descriptor.digest), descriptor, STORE_HINT(ns));
+  async function* fromStoreOrRegistry(descriptor: Descriptor, client: Pick<RegistryClient, 'openBlob'>): AsyncIterable<Uint8Array> {
+    if (await content.info(ns, descriptor.digest)) {
+      yield* checkedBlob(content.read(ns, descriptor.digest), descriptor, STORE_HINT(ns));
+      return;
+    }
+    yield* checkedBlob(await client.openBlob(reference, descriptor.digest), descriptor, {
+      where: `the registry of ${reference}`,
+      hint: 'the registry serves other bytes than the image names: check its hosts.toml mirrors',
+    });
+  }
 
   let descriptor: Descriptor = { ...record.target };
   if (INDEX_TYPES.has(descriptor.mediaType)) {
@@ -65,15 +83,20 @@ export async function openContainerdImage(options: ContainerdImageOptions): Prom
   return { name, descriptor, manifestBytes, manifest, readBlob, streamBlob };
 }
 
+const STORE_HINT = (ns: string) => ({
+  where: "containerd's content store",
+  hint: `containerd's content store holds other bytes than the image names: remove the image (ctr -n ${ns} images rm) and pull it again`,
+});
+
 /** The blob's chunks; a size beyond the descriptor's or a wrong digest is thrown into the consumer's loop. */
-async function* checkedBlob(chunks: AsyncIterable<Uint8Array>, descriptor: Descriptor, ns: string): AsyncIterable<Uint8Array> {
+async function* checkedBlob(chunks: AsyncIterable<Uint8Array>, descriptor: Descriptor, from: { where: string; hint: string }): AsyncIterable<Uint8Array> {
   const hash = createHash('sha256');
   let size = 0;
-  const hint = `containerd's content store holds other bytes than the image names: remove the image (ctr -n ${ns} images rm) and pull it again`;
+  const { where, hint } = from;
   for await (const chunk of chunks) {
     size += chunk.length;
     if (size > descriptor.size) {
-      throw new IntegrityViolationError(`blob ${descriptor.digest} in containerd's content store is longer than its descriptor's ${descriptor.size} bytes`, { hint });
+      throw new IntegrityViolationError(`blob ${descriptor.digest} in ${where} is longer than its descriptor's ${descriptor.size} bytes`, { hint });
     }
     hash.update(chunk);
     yield chunk;
@@ -81,7 +104,7 @@ async function* checkedBlob(chunks: AsyncIterable<Uint8Array>, descriptor: Descr
   const digest = `sha256:${hash.digest('hex')}`;
   if (size !== descriptor.size || digest !== descriptor.digest) {
     throw new IntegrityViolationError(
-      `blob ${descriptor.digest} in containerd's content store has ${size} bytes with digest ${digest}; its descriptor says ${descriptor.size} bytes`,
+      `blob ${descriptor.digest} in ${where} has ${size} bytes with digest ${digest}; its descriptor says ${descriptor.size} bytes`,
       { hint },
     );
   }
