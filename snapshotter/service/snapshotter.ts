@@ -409,8 +409,8 @@ export class Snapshotter {
       const blob = await blobs.find(ns, layer, { waitForFetch: false }).catch(() => undefined);
       if (!blob) return undefined;
       // This layer, then those above it, one after the other: each next one converts while containerd writes this one.
-      const ahead = [{ chainId, digest: blob.digest }, ...blob.above.map((l) => ({ chainId: l.chainId, digest: l.blob.digest }))];
-      this.pullAhead.stage(ns, ahead.map((l) => ({ chainId: l.chainId, layerDigest: l.digest, imageRef: undefined, manifestDigest: undefined })));
+      const staged = (chain: string, digest: string): AheadLayer => ({ chainId: chain, layerDigest: digest, imageRef: undefined, manifestDigest: undefined });
+      this.pullAhead.stage(ns, [staged(chainId, blob.digest), ...blob.above.map((l) => staged(l.chainId, l.blob.digest))]);
       const layerBuilt = (await this.adoptStaged(ns, blob.digest, dir, parent, layer, blob)) ?? (await this.buildFromBlob(ns, blob, dir, parent, layer));
       return { layer: layerBuilt, digest: blob.digest };
     });
