@@ -90,6 +90,7 @@ export async function startSnapshotterDaemon(config: SnapshotterConfig, logger: 
       ...(scratch ? { scratch } : {}),
       rootfs: containerd.rootfs,
       trust: containerd.trust,
+      onLayerBuilt: (from) => metrics.layerBuilt(from),
     });
     await snapshotter.start();
     monitor = await startStatusMonitor({ config, layout, store, scope, verity, verityInUse: mounter.verity, metrics, logger });

@@ -28,7 +28,7 @@ import { besideKey } from './backend-key.js';
 import { DeferredRemoval, moveAside } from './deferred-removal.js';
 import { diskUsage } from './disk-usage.js';
 import { KeyedLock } from './keyed-lock.js';
-import { moveLayerFiles, type BlobLayer, type LayerStore } from './layers/store.js';
+import { moveLayerFiles, type BlobLayer, type LayerSourceKind, type LayerStore } from './layers/store.js';
 import { NEW_PREFIX, publishDirectory, REMOVING_PREFIX, type RootLayout } from './layout.js';
 import type { MetadataStore } from './metadata/store.js';
 import {
@@ -79,6 +79,8 @@ export interface SnapshotterOptions {
   discardQuietMs?: number;
   /** Memory for the upper dirs of unlabelled unpacks whose layer is built from the blob; without it they are on the disk. */
   scratch?: UnpackScratch;
+  /** Called for each image layer committed (metrics). */
+  onLayerBuilt?: (from: LayerSourceKind) => void;
 }
 
 /** A blob converted into layer files, before the checks that make them a snapshot's layer. */
@@ -93,6 +95,7 @@ interface ConvertedBlob {
 
 type BlobOrigin = 'containerd' | 'registry';
 
+
 export class Snapshotter {
   private readonly layout: RootLayout;
   private readonly store: MetadataStore;
@@ -104,6 +107,7 @@ export class Snapshotter {
   private readonly rootfs: RootfsPolicy | undefined;
   private readonly trust: LayerTrust | undefined;
   private readonly scratch: UnpackScratch | undefined;
+  private readonly onLayerBuilt: (from: LayerSourceKind) => void;
   private readonly keys = new KeyedLock();
   /** One conversion per chain ID at a time: concurrent Prepares of one layer convert it once. */
   private readonly chains = new KeyedLock();
@@ -138,6 +142,7 @@ export class Snapshotter {
     });
     this.trust = options.trust;
     this.scratch = options.scratch;
+    this.onLayerBuilt = options.onLayerBuilt ?? (() => {});
     this.discarded = new DeferredRemoval({
       dir: this.layout.snapshots,
       logger: this.logger,
@@ -205,7 +210,7 @@ export class Snapshotter {
       const dir = this.layout.snapshot(active.id);
       this.busy.add(dir);
       try {
-        const layer = await this.buildCommitted(ns, key, name, labels, active.id, log);
+        const { layer, from } = await this.buildCommitted(ns, key, name, labels, active.id, log);
         try {
           this.store.commitActive(ns, key, name, layer, labels);
         } catch (err) {
@@ -213,6 +218,7 @@ export class Snapshotter {
           throw err;
         }
         log.info({ rootHash: layer.rootHash, bytes: layer.usage.size }, 'snapshot committed');
+        this.onLayerBuilt(from);
         // The upper dir is now a layer file; nothing stays extracted. Deleted after the pull, not
         // while containerd writes the next layer (deferred-removal.ts); in memory, at once.
         this.discarded.discard([this.layout.upper(active.id), this.layout.work(active.id)], log);
@@ -380,6 +386,7 @@ export class Snapshotter {
           { digest: converted.blob.digest, source: 'blob', from: converted.origin, ahead: staged !== undefined, name, id: s.id, rootHash: built.rootHash },
           'layer converted from its blob at Prepare; containerd skips its unpack',
         );
+        this.onLayerBuilt(converted.origin);
         return true;
       } catch (err) {
         if (temp) await this.removeQuietly(created ? [temp, created] : [temp], log);
@@ -411,7 +418,7 @@ export class Snapshotter {
       // This layer, then those above it, one after the other: each next one converts while containerd writes this one.
       const staged = (chain: string, digest: string): AheadLayer => ({ chainId: chain, layerDigest: digest, imageRef: undefined, manifestDigest: undefined });
       this.pullAhead.stage(ns, [staged(chainId, blob.digest), ...blob.above.map((l) => staged(l.chainId, l.blob.digest))]);
-      const layerBuilt = (await this.adoptStaged(ns, blob.digest, dir, parent, layer, blob)) ?? (await this.buildFromBlob(ns, blob, dir, parent, layer));
+      const layerBuilt = (await this.adoptStaged(ns, blob.digest, dir, parent, layer, blob))?.layer ?? (await this.buildFromBlob(ns, blob, dir, parent, layer));
       return { layer: layerBuilt, digest: blob.digest };
     });
     if (!this.scratch) return undefined;
@@ -468,34 +475,41 @@ export class Snapshotter {
   }
 
   /** Commit's layer: from the blob when this is an unpack of a layer containerd has, else from the upper dir. */
-  private async buildCommitted(ns: string, key: string, name: string, labels: Labels, id: number, log: Logger): Promise<CommittedLayer> {
+  private async buildCommitted(
+    ns: string,
+    key: string,
+    name: string,
+    labels: Labels,
+    id: number,
+    log: Logger,
+  ): Promise<{ layer: CommittedLayer; from: LayerSourceKind }> {
     const dir = this.layout.snapshot(id);
     const source = commitSource(name, labels);
     const unpack = prepareSource(key, labels).kind === 'unpack';
     const ahead = await this.ahead.take(lockKey(ns, key), source.chainId);
     if (ahead) {
       log.info({ chainId: source.chainId, digest: ahead.digest, source: 'blob', ahead: true }, 'layer built from its blob; the upper dir is dropped');
-      return ahead.layer;
+      return { layer: ahead.layer, from: 'containerd' };
     }
     const staged = unpack && source.layerDigest !== undefined
       ? await this.adoptStaged(ns, source.layerDigest, dir, this.store.getInfo(ns, key).info.parent, source)
       : undefined;
     if (staged) {
       log.info({ chainId: source.chainId, digest: source.layerDigest, source: 'blob', ahead: true }, 'layer built from its blob; the upper dir is dropped');
-      return staged;
+      return { layer: staged.layer, from: staged.origin };
     }
     const { blobs } = this;
     const blob = unpack && blobs && source.chainId ? await blobs.find(ns, source, { waitForFetch: false }) : undefined;
     if (blobs && blob) {
       const layer = await this.buildFromBlob(ns, blob, dir, this.store.getInfo(ns, key).info.parent, source);
       log.info({ chainId: source.chainId, digest: blob.digest, source: 'blob' }, 'layer built from its blob; the upper dir is dropped');
-      return layer;
+      return { layer, from: 'containerd' };
     }
     // What containerd wrote cannot be checked against a signature: an image that must be signed gets no such layer.
     if (unpack) this.trust?.checkUpperDir(ns, source);
     const layer = await this.layers.commitDirectory(this.upperDirs(id).upper, dir);
     log.info({ chainId: source.chainId, digest: source.layerDigest, source: 'upper' }, 'layer built from the upper dir');
-    return { ...layer, images: source.imageRef ? [source.imageRef] : [] };
+    return { layer: { ...layer, images: source.imageRef ? [source.imageRef] : [] }, from: 'upper' };
   }
 
   /**
@@ -505,7 +519,14 @@ export class Snapshotter {
    * caller knows about the blob (the images found with it, the diff ID to
    * check), if more than the staged conversion knew.
    */
-  private async adoptStaged(ns: string, digest: string, dir: string, parent: string, layer: LayerSource, blob?: LayerBlob): Promise<CommittedLayer | undefined> {
+  private async adoptStaged(
+    ns: string,
+    digest: string,
+    dir: string,
+    parent: string,
+    layer: LayerSource,
+    blob?: LayerBlob,
+  ): Promise<{ layer: CommittedLayer; origin: BlobOrigin } | undefined> {
     const staged = await this.pullAhead.take(ns, digest);
     if (!staged) return undefined;
     try {
@@ -513,7 +534,8 @@ export class Snapshotter {
     } finally {
       await this.dropDirectory(staged.dir);
     }
-    return this.acceptConverted(ns, blob ? { ...staged.value, blob } : staged.value, dir, parent, layer);
+    const accepted = await this.acceptConverted(ns, blob ? { ...staged.value, blob } : staged.value, dir, parent, layer);
+    return { layer: accepted, origin: staged.value.origin };
   }
 
   /**

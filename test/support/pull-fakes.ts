@@ -17,6 +17,7 @@ import type { X509Certificate } from '../../snapshotter/signature/x509.js';
 import { LayerBlobs } from '../../snapshotter/service/pull/layer-blobs.js';
 import { RootfsPolicy } from '../../snapshotter/service/rootfs/policy.js';
 import type { SnapshotterOptions } from '../../snapshotter/service/snapshotter.js';
+import type { LayerSourceKind } from '../../snapshotter/service/layers/store.js';
 import { ImageTrust } from '../../snapshotter/service/trust/image-trust.js';
 import { ManifestSignatures } from '../../snapshotter/service/trust/manifest-signatures.js';
 import { FakeContent, FakeImages } from './containerd-fakes.js';
@@ -24,6 +25,8 @@ import { fakeSnapshotter, type FakeSnapshotter } from './snapshotter-fakes.js';
 
 export interface PullFakes {
   f: FakeSnapshotter;
+  /** Where each layer the snapshotter built came from, in order. */
+  built: LayerSourceKind[];
   content: FakeContent;
   images: FakeImages;
   /** Refusal reasons the signature checks reported, in order. */
@@ -64,7 +67,9 @@ export async function pullFakes(
     logger: silentLogger,
     onRefusal: (reason) => refusals.push(reason),
   });
-  const f = await fakeSnapshotter(wallClock(), { blobs, rootfs: policy, ...(imageTrust ? { trust: imageTrust } : {}), ...extra });
+  const built: LayerSourceKind[] = [];
+  const onLayerBuilt = (from: LayerSourceKind) => void built.push(from);
+  const f = await fakeSnapshotter(wallClock(), { blobs, rootfs: policy, ...(imageTrust ? { trust: imageTrust } : {}), onLayerBuilt, ...extra });
   t.teardown(() => f.dispose());
-  return { f, content, images, refusals };
+  return { f, content, images, refusals, built };
 }

@@ -143,7 +143,7 @@ export interface FakeSnapshotter {
  */
 export async function fakeSnapshotter(
   clock: Clock = wallClock(),
-  extra: Pick<SnapshotterOptions, 'blobs' | 'registry' | 'scratch' | 'rootfs' | 'trust' | 'discardQuietMs'> & { idleGraceMs?: number } = {},
+  extra: Pick<SnapshotterOptions, 'blobs' | 'registry' | 'scratch' | 'rootfs' | 'trust' | 'discardQuietMs' | 'onLayerBuilt'> & { idleGraceMs?: number } = {},
 ): Promise<FakeSnapshotter> {
   const { idleGraceMs, ...services } = extra;
   const root = await mkdtemp(join(tmpdir(), 'snapshotter-'));

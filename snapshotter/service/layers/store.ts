@@ -42,3 +42,7 @@ export async function moveLayerFiles(fromDir: string, toDir: string): Promise<vo
   for (const name of [LAYER_IMAGE, LAYER_HASH_TREE]) await rename(join(fromDir, name), join(toDir, name));
   syncDirectory(toDir);
 }
+
+/** Where a built layer's bytes came from: a blob (from the registry or containerd's content store), or containerd's unpack. */
+export const LAYER_SOURCES = ['registry', 'containerd', 'upper'] as const;
+export type LayerSourceKind = (typeof LAYER_SOURCES)[number];

@@ -2,7 +2,7 @@
  * Prometheus metrics of the layer status (prom-client, a registry of our
  * own), served as text on `http://<metrics.address>/metrics` when an address
  * is configured. The gauges are set from each check's report; the refusal
- * counter counts as the mounter refuses.
+ * counter counts as the mounter refuses, the layer counter as layers are built.
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
@@ -10,6 +10,7 @@ import { FailedPreconditionError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { SIGNATURE_REFUSAL_REASONS, type SignatureRefusalReason } from '../../policy/signature-policy.js';
 import type { RefusalReason } from '../mounts/verity-mounter.js';
+import { LAYER_SOURCES, type LayerSourceKind } from '../layers/store.js';
 import { countByState, LAYER_STATES, type StatusReport } from './evaluate.js';
 
 const REFUSAL_REASONS: readonly (RefusalReason | SignatureRefusalReason)[] = [
@@ -23,6 +24,7 @@ export class StatusMetrics {
   private readonly verityAvailable: Gauge;
   private readonly refusals: Counter<'reason'>;
   private readonly lastCheck: Gauge;
+  private readonly built: Counter<'from'>;
 
   constructor() {
     const registers = [this.registry];
@@ -48,8 +50,15 @@ export class StatusMetrics {
       help: 'When the last layer status check finished (Unix time)',
       registers,
     });
+    this.built = new Counter({
+      name: 'containerd_integrity_layers_built_total',
+      help: 'Image layers built, by where their bytes came from: registry (fetched by the snapshotter), containerd (its content store), upper (what containerd unpacked, re-encoded)',
+      labelNames: ['from'],
+      registers,
+    });
     // Every series exists from the start, so a rate over a first refusal is not lost.
     for (const reason of REFUSAL_REASONS) this.refusals.inc({ reason }, 0);
+    for (const from of LAYER_SOURCES) this.built.inc({ from }, 0);
     for (const state of LAYER_STATES) this.layers.set({ state }, 0);
   }
 
@@ -61,6 +70,10 @@ export class StatusMetrics {
 
   refused(reason: RefusalReason | SignatureRefusalReason): void {
     this.refusals.inc({ reason });
+  }
+
+  layerBuilt(from: LayerSourceKind): void {
+    this.built.inc({ from });
   }
 }
 

@@ -142,12 +142,15 @@ function signedRecord(chainId: string): SignedLayer | undefined {
   }
 }
 
-async function refusals(reason: string): Promise<number> {
+/** The value of one series of the daemon's metrics, e.g. `containerd_integrity_layer_refusals_total{reason="corrupted"}`. */
+async function metric(series: string): Promise<number> {
   const serving = stack.snapshotter.logs().filter((l) => l.msg === 'snapshotter serving').at(-1);
   const text = await (await fetch(`http://${String(serving?.metrics)}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`containerd_integrity_layer_refusals_total{reason="${reason}"}`));
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return Number(line?.split(' ').at(-1));
 }
+
+const refusals = (reason: string) => metric(`containerd_integrity_layer_refusals_total{reason="${reason}"}`);
 
 /** The message the caller got: ctr's stderr (not containerd's log tail the helpers add), or the CRI status details. */
 function callerText(err: unknown): string {
@@ -216,10 +219,13 @@ serial('a sealed image imported with ctr runs, with a read-only root, its layers
   t.regex(String(decision?.reason), /signature of image integrity\.test\/signed\/app:v1/);
 });
 
-serial('a sealed image pulled by CRI: Commit from the blob and the fast path both check it, and it runs', async (t) => {
+serial('a sealed image pulled by CRI: each layer the snapshotter fetched is checked against the signature at its Prepare, and it runs', async (t) => {
   const cri = images.get('cri')!;
   const mark = stack.snapshotter.logs().length;
+  const fromRegistry = () => metric('containerd_integrity_layers_built_total{from="registry"}');
+  const before = await fromRegistry();
   await stack.withLogs(criPull(`${HOST}/signed/cri:v1`));
+  t.is(await fromRegistry(), before + 2, 'both own layers came from the registry (metrics)');
   const matched = stack.snapshotter.logs().slice(mark).filter((l) => l.msg === 'layer matches its image signature');
   t.deepEqual(matched.map((l) => [l.layer, l.binding]), [[2, 'signed-list'], [3, 'signed-list']], 'busybox was there already; both own layers checked');
   const chains = chainIds(cri.tars);

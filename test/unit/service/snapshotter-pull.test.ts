@@ -211,7 +211,7 @@ test('ctr import with scratch memory: a layer that does not fit is written to th
 });
 
 test('ctr import with scratch memory: a Commit that names another chain builds the layer from what containerd wrote into memory', async (t) => {
-  const { f, content, images } = await withScratch(t, 1 << 20);
+  const { f, content, images, built } = await withScratch(t, 1 << 20);
   const img = addImage(content, images, 'default', 'docker.io/r/app:1', LAYERS);
   const key = `default/10/extract-0-xyz ${img.chainIds[0]}`;
   const [mount] = await f.snapshotter.prepare('default', key, '', {});
@@ -219,6 +219,7 @@ test('ctr import with scratch memory: a Commit that names another chain builds t
   const other = digestOf(Buffer.from('another chain'));
   await f.snapshotter.commit('default', `default/20/${other}`, key, {});
   t.deepEqual(await fakeLayerContents(f.layout.snapshot(f.store.getInfo('default', `default/20/${other}`).id)), ['file']);
+  t.deepEqual(built, ['upper']);
 });
 
 test('ctr import: a layer built ahead counts only for the chain the Commit names, and goes with a Remove', async (t) => {
@@ -320,7 +321,7 @@ async function criPullFromRegistry(t: import('ava').ExecutionContext) {
 }
 
 test('CRI pull, blobs not in containerd: fetched from the registry and converted at Prepare; containerd unpacks and fetches nothing', async (t) => {
-  const { f, content, server, c1, c2, d1, d2, labels1, labels2 } = await criPullFromRegistry(t);
+  const { f, content, server, built, c1, c2, d1, d2, labels1, labels2 } = await criPullFromRegistry(t);
   await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(1, c1), '', labels1), { instanceOf: AlreadyExistsError });
   await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(2, c2), `${NS}/1/${c1}`, labels2), { instanceOf: AlreadyExistsError });
   t.is(f.store.layerOrigin(NS, `${NS}/2/${c2}`).chainId, c2, 'the chain was checked');
@@ -328,10 +329,11 @@ test('CRI pull, blobs not in containerd: fetched from the registry and converted
   t.deepEqual(server.requests.map((r) => r.path), [`/v2/app/blobs/${d1}`, `/v2/app/blobs/${d2}`]);
   t.deepEqual(content.reads, []);
   t.deepEqual(f.snapshotter.list(NS, ['kind==active']), []);
+  t.deepEqual(built, ['registry', 'registry'], 'counted by where the bytes came from');
 });
 
 test('CRI pull, the registry drops the connection during the first blob: that layer goes the writable way, containerd fetches; the registry is not asked again', async (t) => {
-  const { f, content, server, c1, c2, d1, labels1, labels2 } = await criPullFromRegistry(t);
+  const { f, content, server, built, c1, c2, d1, labels1, labels2 } = await criPullFromRegistry(t);
   server.behaviour = { cutAfter: 3 };
   const key1 = unpackKey(1, c1);
   const mounts = await f.snapshotter.prepare(NS, key1, '', labels1);
@@ -343,6 +345,7 @@ test('CRI pull, the registry drops the connection during the first blob: that la
   t.deepEqual(await fakeLayerContents(f.layout.snapshot(f.store.getInfo(NS, `${NS}/1/${c1}`).id)), [`blob ${d1}`]);
   await t.throwsAsync(f.snapshotter.prepare(NS, unpackKey(2, c2), `${NS}/1/${c1}`, labels2), { instanceOf: AlreadyExistsError });
   t.is(server.requests.length, 1, 'layer 2 came from containerd: the registry is in its back-off');
+  t.deepEqual(built, ['containerd', 'containerd']);
   t.is((await snapshotDirectories(f.layout)).length, 2, 'no directory of the failed fetch is left');
 });
 
