@@ -107,6 +107,8 @@ export class RegistryClient {
       answer.resume();
       if (!challenge) throw new RegistryFetchError('the registry wants credentials (401 without a bearer challenge)');
       const token = await this.anonymousToken(challenge, location, endpoint);
+      // Expired tokens go as new ones come: a node pulls from many repositories over its life.
+      for (const [key, old] of this.tokens) if (old.expiresAt <= Date.now()) this.tokens.delete(key);
       this.tokens.set(tokenKey, token);
       answer = await this.get(url, endpoint, token.value);
     }
