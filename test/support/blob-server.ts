@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface RecordedRequest {
@@ -37,21 +38,25 @@ export class BlobServer {
   private readonly server: Server;
   private readonly hung: ServerResponse[] = [];
 
-  private constructor(server: Server) {
+  private constructor(
+    server: Server,
+    private readonly secure = false,
+  ) {
     this.server = server;
   }
 
-  static async start(): Promise<BlobServer> {
-    const server = createServer();
-    const blobServer = new BlobServer(server);
+  /** With `tls` (PEM key and certificate), it serves HTTPS. */
+  static async start(options: { tls?: { key: string; cert: string } } = {}): Promise<BlobServer> {
+    const server = options.tls ? createTlsServer(options.tls) : createServer();
+    const blobServer = new BlobServer(server, options.tls !== undefined);
     server.on('request', (req, res) => blobServer.handle(req, res));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return blobServer;
   }
 
-  /** `http://127.0.0.1:<port>`. */
+  /** `http://127.0.0.1:<port>`, or https. */
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return `${this.secure ? 'https' : 'http'}://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
   /** Stores `data`; returns its digest. */

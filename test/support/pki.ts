@@ -39,6 +39,8 @@ export interface IssueOptions {
   keyUsage?: number | null;
   notBefore?: Date;
   notAfter?: Date;
+  /** Subject alternative names, e.g. [{ type: 'ip', value: '127.0.0.1' }] for a TLS server certificate. */
+  altNames?: Array<{ type: 'ip' | 'dns'; value: string }>;
   /** Hash the issuer signs with when its key allows a choice (ECDSA); RSA issuers sign with their key's hash. */
   signatureHash?: 'SHA-1' | 'SHA-256' | 'SHA-384';
   /** For an RSA key: the hash bound to it (WebCrypto fixes it per key); SHA-1 makes a SHA-1-signing RSA CA. */
@@ -72,6 +74,7 @@ export async function issue(options: IssueOptions): Promise<Issued> {
     ? (isCa ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature)
     : options.keyUsage;
   if (keyUsage !== null) extensions.push(new x509.KeyUsagesExtension(keyUsage, true));
+  if (options.altNames) extensions.push(new x509.SubjectAlternativeNameExtension(options.altNames));
   extensions.push(await x509.SubjectKeyIdentifierExtension.create(keys.publicKey));
   extensions.push(await x509.AuthorityKeyIdentifierExtension.create(signer.keys.publicKey));
 

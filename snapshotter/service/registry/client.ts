@@ -3,18 +3,22 @@
  * containerd's resolver does for `PullImage`: the endpoints of the hosts
  * directory in order (hosts.ts), anonymous bearer tokens when a registry
  * asks for one (the Docker token protocol: `WWW-Authenticate: Bearer
- * realm=…,service=…,scope=…`), redirects to blob storage followed.
+ * realm=…,service=…,scope=…`), redirects to blob storage followed, the
+ * environment's HTTP proxy used (proxy.ts).
  *
  * Only what a pull can do without credentials: a registry that wants a
  * password gets none, and the caller lets containerd fetch the blob with the
  * credentials kubelet gave it. The bytes are untrusted here; the layer
  * pipeline checks the digest while it converts them.
  */
-import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, rootCertificates } from 'node:tls';
 import type { Logger } from '../../core/log.js';
 import { RegistryFetchError } from './errors.js';
 import { DOCKER_HUB_API, registryEndpoints, type RegistryEndpoint } from './hosts.js';
+import { proxyFor } from './proxy.js';
 import { DOCKER_HUB, repositoryLocation, type RepositoryLocation } from './reference.js';
 
 export interface RegistryClientOptions {
@@ -27,6 +31,8 @@ export interface RegistryClientOptions {
   idleTimeoutMs?: number;
   /** How long a registry none of whose endpoints served a blob is not asked again (default 60 s). */
   backoffMs?: number;
+  /** Where HTTPS_PROXY, HTTP_PROXY and NO_PROXY are read (default: the process's environment). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Where a fetch ended up: its status and headers, the body still to be read. */
@@ -46,6 +52,7 @@ export class RegistryClient {
   private readonly answerTimeoutMs: number;
   private readonly idleTimeoutMs: number;
   private readonly backoffMs: number;
+  private readonly env: NodeJS.ProcessEnv;
   /** Anonymous tokens by endpoint and repository, so the next blob skips the 401 round trip. */
   private readonly tokens = new Map<string, Token>();
   /** Registries that failed, until when they are not asked: the layers of a pull must not each wait for the same failure. */
@@ -57,6 +64,7 @@ export class RegistryClient {
     this.answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
     this.idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
     this.backoffMs = options.backoffMs ?? 60_000;
+    this.env = options.env ?? process.env;
   }
 
   /** False while `reference`'s registry is in its back-off after a failure. */
@@ -134,22 +142,60 @@ export class RegistryClient {
     }
   }
 
-  private send(url: URL, endpoint: RegistryEndpoint, headers: OutgoingHttpHeaders): Promise<Answer> {
-    const tls = url.protocol === 'https:' && url.origin === endpoint.api.origin
-      ? { ...(endpoint.ca.length > 0 ? { ca: endpoint.ca } : {}), rejectUnauthorized: !endpoint.skipVerify }
+  /** One GET, directly or through the environment's proxy (proxy.ts): an http URL whole to the proxy, https through a CONNECT tunnel. */
+  private async send(url: URL, endpoint: RegistryEndpoint, headers: OutgoingHttpHeaders): Promise<Answer> {
+    // As containerd's host client, which also fetches tokens and follows redirects: its CAs beside the system's.
+    const tls = url.protocol === 'https:'
+      ? { ...(endpoint.ca.length > 0 ? { ca: [...rootCertificates, ...endpoint.ca] } : {}), rejectUnauthorized: !endpoint.skipVerify }
       : {};
-    const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const proxy = proxyFor(url, this.env);
+    if (!proxy) return this.exchange(url, (done) => (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: 'GET', headers, ...tls }, done));
+    const viaProxy = { ...proxyAuthorization(proxy) };
+    if (url.protocol === 'http:') {
+      return this.exchange(url, (done) => requestTo(proxy)(proxyOrigin(proxy), { method: 'GET', path: url.href, headers: { ...headers, ...viaProxy, host: url.host } }, done));
+    }
+    const socket = await this.tunnel(proxy, url, viaProxy);
+    const servername = isIP(url.hostname.replace(/^\[|\]$/g, '')) ? undefined : url.hostname;
+    const secure = () => tlsConnect({ socket, ...(servername ? { servername } : {}), ...tls });
+    return this.exchange(url, (done) => httpsRequest(url, { method: 'GET', headers, ...tls, createConnection: secure }, done));
+  }
+
+  /** Sends the request `open` makes and resolves with its answer; the timeouts of every request apply. */
+  private exchange(url: URL, open: (done: (answer: IncomingMessage) => void) => ClientRequest): Promise<Answer> {
     return new Promise((resolve, reject) => {
       // A registry that does not answer soon is not waited for: containerd fetches the blob instead.
       const answerTimer = setTimeout(() => req.destroy(new RegistryFetchError(`no answer from ${url.origin} within ${this.answerTimeoutMs / 1000} s`)), this.answerTimeoutMs);
-      const req = request(url, { method: 'GET', headers, ...tls }, (answer) => {
+      const req = open((answer) => {
         clearTimeout(answerTimer);
         resolve(answer as Answer);
       });
       req.setTimeout(this.idleTimeoutMs, () => req.destroy(new RegistryFetchError(`no data from ${url.origin} for ${this.idleTimeoutMs / 1000} s`)));
       req.on('error', (err) => {
         clearTimeout(answerTimer);
-        reject(err instanceof RegistryFetchError ? err : new RegistryFetchError(err.message, { cause: err }));
+        reject(asFetchError(err));
+      });
+      req.end();
+    });
+  }
+
+  /** A CONNECT tunnel through `proxy` to `url`'s host. */
+  private tunnel(proxy: URL, url: URL, viaProxy: OutgoingHttpHeaders): Promise<Socket> {
+    const target = `${url.hostname}:${url.port || '443'}`;
+    return new Promise((resolve, reject) => {
+      const req = requestTo(proxy)(proxyOrigin(proxy), { method: 'CONNECT', path: target, headers: { ...viaProxy, host: target } });
+      const timer = setTimeout(() => req.destroy(new RegistryFetchError(`no answer from proxy ${proxy.origin} within ${this.answerTimeoutMs / 1000} s`)), this.answerTimeoutMs);
+      req.on('connect', (answer: IncomingMessage, socket: Socket) => {
+        clearTimeout(timer);
+        if (answer.statusCode === 200) {
+          resolve(socket);
+          return;
+        }
+        socket.destroy();
+        reject(new RegistryFetchError(`proxy ${proxy.origin} refused a tunnel to ${target}: HTTP ${answer.statusCode}`));
+      });
+      req.on('error', (err) => {
+        clearTimeout(timer);
+        reject(asFetchError(err));
       });
       req.end();
     });
@@ -181,6 +227,27 @@ export class RegistryClient {
     const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60;
     return { value, expiresAt: Date.now() + Math.max(0, seconds - 10) * 1000 };
   }
+}
+
+function asFetchError(err: Error): RegistryFetchError {
+  return err instanceof RegistryFetchError ? err : new RegistryFetchError(err.message, { cause: err });
+}
+
+/** node:http or node:https, as the proxy's own URL says. */
+function requestTo(proxy: URL): typeof httpRequest {
+  return proxy.protocol === 'https:' ? httpsRequest : httpRequest;
+}
+
+/** The proxy's address without its credentials, which go only in Proxy-Authorization. */
+function proxyOrigin(proxy: URL): URL {
+  return new URL(proxy.origin);
+}
+
+/** Basic credentials written into the proxy URL (`http://user:password@proxy:3128`). */
+function proxyAuthorization(proxy: URL): OutgoingHttpHeaders {
+  if (!proxy.username) return {};
+  const credentials = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
+  return { 'proxy-authorization': `Basic ${Buffer.from(credentials).toString('base64')}` };
 }
 
 /** The parameters of a `Bearer` challenge, or undefined for any other scheme. */

@@ -9,9 +9,10 @@
  * - a host without a scheme is HTTPS; its path is the API root, `/v2`
  *   appended unless it ends in it or `override_path` is set;
  * - capabilities default to all; only hosts with `pull` serve blobs;
- * - `ca` (one path or a list, relative to the host's directory),
- *   `skip_verify` and `header` may be set per host and at the top level
- *   (for `server`); client certificates are not supported here.
+ * - `ca` (one path or a list, relative to the host's directory; trusted
+ *   besides the system's CAs), `skip_verify` and `header` may be set per
+ *   host and at the top level (for `server`); client certificates are not
+ *   supported here.
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';

@@ -12,6 +12,8 @@ import { silentLogger } from '../../../../snapshotter/core/log.js';
 import { RegistryClient, type RegistryClientOptions } from '../../../../snapshotter/service/registry/client.js';
 import { RegistryFetchError } from '../../../../snapshotter/service/registry/errors.js';
 import { BlobServer } from '../../../support/blob-server.js';
+import { HttpProxy } from '../../../support/http-proxy.js';
+import { issue } from '../../../support/pki.js';
 
 const BLOB = Buffer.from('a layer blob, gzip in real life\n'.repeat(1000));
 const REF = 'registry.test/team/app:1';
@@ -22,15 +24,41 @@ async function servers(t: ExecutionContext, count: number): Promise<BlobServer[]
   return started;
 }
 
-/** A client whose hosts directory sends registry.test to `endpoints`, in order. */
-async function client(t: ExecutionContext, endpoints: string[], options: Partial<RegistryClientOptions> = {}): Promise<RegistryClient> {
+/**
+ * A client whose hosts directory sends registry.test to `endpoints`, in
+ * order; `ca` is every endpoint's CA file. The environment is the test's own
+ * (`env`, default: none), never the machine's proxy settings.
+ */
+async function client(t: ExecutionContext, endpoints: string[], options: Partial<RegistryClientOptions> & { ca?: string } = {}): Promise<RegistryClient> {
   const dir = await mkdtemp(join(tmpdir(), 'hosts-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await mkdir(join(dir, 'registry.test'));
+  const { ca, ...rest } = options;
+  if (ca) await writeFile(join(dir, 'registry.test', 'ca.pem'), ca);
+  const caLine = ca ? ['ca = "ca.pem"'] : [];
   const [server, ...mirrors] = [...endpoints].reverse();
-  const text = [`server = "${server}"`, ...mirrors.reverse().map((m) => `[host."${m}"]`)].join('\n');
+  const text = [`server = "${server}"`, ...caLine, ...mirrors.reverse().flatMap((m) => [`[host."${m}"]`, ...caLine])].join('\n');
   await writeFile(join(dir, 'registry.test', 'hosts.toml'), text);
-  return new RegistryClient({ hostsDir: dir, logger: silentLogger, ...options });
+  return new RegistryClient({ hostsDir: dir, logger: silentLogger, env: {}, ...rest });
+}
+
+/** A registry over HTTPS whose certificate (for 127.0.0.1) a fresh CA signed; the CA's PEM. */
+async function tlsRegistry(t: ExecutionContext): Promise<{ registry: BlobServer; ca: string }> {
+  const root = await issue({ subject: 'CN=Test Registry CA', ca: true });
+  const leaf = await issue({ subject: 'CN=127.0.0.1', issuer: root, altNames: [{ type: 'ip', value: '127.0.0.1' }, { type: 'dns', value: PROXIED }] });
+  const registry = await BlobServer.start({ tls: { key: leaf.keyPem, cert: leaf.certPem } });
+  t.teardown(() => registry.stop());
+  return { registry, ca: root.certPem };
+}
+
+/** A name for the test's registries on loopback that the proxy resolves to 127.0.0.1 (loopback itself is never proxied). */
+const PROXIED = 'registry.internal';
+
+async function proxy(t: ExecutionContext): Promise<HttpProxy> {
+  const started = await HttpProxy.start();
+  t.teardown(() => started.stop());
+  started.resolveTo = '127.0.0.1';
+  return started;
 }
 
 async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -124,4 +152,41 @@ test('a reference that names no repository is refused before anything is asked',
   const c = await client(t, ['http://127.0.0.1:1']);
   await t.throwsAsync(c.openBlob('registry.test/', `sha256:${'0'.repeat(64)}`), { instanceOf: RegistryFetchError, message: /is not an image reference/ });
   t.false(c.mayFetch('registry.test/'));
+});
+
+test("HTTPS: the hosts file's CA is trusted; without it the certificate is refused", async (t) => {
+  const { registry, ca } = await tlsRegistry(t);
+  const digest = registry.add(BLOB);
+  t.deepEqual(await readAll(await (await client(t, [registry.url], { ca })).openBlob(REF, digest)), BLOB);
+  await t.throwsAsync((await client(t, [registry.url])).openBlob(REF, digest), { instanceOf: RegistryFetchError, message: /certificate/ });
+});
+
+test('HTTPS_PROXY: a CONNECT tunnel with the proxy credentials; the registry gets the token, the proxy never sees it', async (t) => {
+  const { registry, ca } = await tlsRegistry(t);
+  registry.behaviour = { token: 'T0KEN' };
+  const digest = registry.add(BLOB);
+  const egress = await proxy(t);
+  const url = registry.url.replace('127.0.0.1', PROXIED);
+  const c = await client(t, [url], { ca, env: { HTTPS_PROXY: egress.url.replace('http://', 'http://user:p%40ss@') } });
+  t.deepEqual(await readAll(await c.openBlob(REF, digest)), BLOB);
+  t.true(egress.requests.length > 0 && egress.requests.every((r) => r.method === 'CONNECT' && r.target === new URL(url).host));
+  t.true(egress.requests.every((r) => r.proxyAuthorization === `Basic ${Buffer.from('user:p@ss').toString('base64')}` && r.authorization === undefined));
+  t.true(registry.requests.some((r) => r.authorization === 'Bearer T0KEN'));
+});
+
+test('HTTP_PROXY: an http registry is asked through the proxy with the whole URL', async (t) => {
+  const [registry] = await servers(t, 1);
+  const digest = registry!.add(BLOB);
+  const egress = await proxy(t);
+  const url = registry!.url.replace('127.0.0.1', PROXIED);
+  const c = await client(t, [url], { env: { HTTP_PROXY: egress.url, HTTPS_PROXY: 'http://127.0.0.1:1' } });
+  t.deepEqual(await readAll(await c.openBlob(REF, digest)), BLOB);
+  t.deepEqual(egress.requests.map((r) => `${r.method} ${r.target}`), [`GET ${url}/v2/team/app/blobs/${digest}?ns=registry.test`]);
+});
+
+test('a proxy that refuses the tunnel is a RegistryFetchError naming it', async (t) => {
+  const egress = await proxy(t);
+  egress.resolveTo = '127.0.0.2';
+  const c = await client(t, [`https://${PROXIED}:1`], { env: { HTTPS_PROXY: egress.url } });
+  await t.throwsAsync(c.openBlob(REF, `sha256:${'0'.repeat(64)}`), { instanceOf: RegistryFetchError, message: /proxy http:\/\/127\.0\.0\.1:\d+ refused a tunnel to registry\.internal:1: HTTP 502|socket hang up|ECONN/ });
 });
