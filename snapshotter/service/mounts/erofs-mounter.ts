@@ -4,13 +4,13 @@
  * or through a read-only loop device with autoclear, so the device goes away
  * with the mount.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { release } from 'node:os';
 import { attachLoop, loopStatus, mount, unmount } from '../../native/index.js';
 import { FailedPreconditionError, SystemCallError } from '../../core/errors.js';
 import type { MountBacking } from '../../core/config.js';
 import type { LayerMounter, MountableLayer } from './manager.js';
-import { parseMountInfo, type MountInfoEntry } from './mountinfo.js';
+import { readMountInfo, type MountInfoEntry } from './mountinfo.js';
 
 /** The first kernel whose EROFS mounts regular files (file-backed mounts). */
 const FILE_BACKED_SINCE: readonly [number, number] = [6, 12];
@@ -58,7 +58,7 @@ export class ErofsMounter implements LayerMounter {
   }
 
   async mounts(): Promise<MountInfoEntry[]> {
-    return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
+    return readMountInfo();
   }
 
   async isMountOf(entry: MountInfoEntry, { image }: MountableLayer): Promise<boolean> {

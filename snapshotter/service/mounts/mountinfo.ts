@@ -4,6 +4,8 @@
  * with space, tab, newline and backslash in paths written as \ooo octal.
  */
 
+import { readFile } from 'node:fs/promises';
+
 export interface MountInfoEntry {
   id: number;
   parentId: number;
@@ -12,6 +14,11 @@ export interface MountInfoEntry {
   fsType: string;
   source: string;
   superOptions: string;
+}
+
+/** The mounts this process sees now. */
+export async function readMountInfo(): Promise<MountInfoEntry[]> {
+  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
 }
 
 export function parseMountInfo(text: string): MountInfoEntry[] {

@@ -4,10 +4,10 @@
  * the same device setup the snapshotter uses (verity-device.ts), with no
  * snapshotter, no uuid, and nothing left behind when anything fails.
  */
-import { readFile, realpath, stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, isNotFound } from '../../core/errors.js';
 import { mount, unmount } from '../../native/index.js';
-import { parseMountInfo } from './mountinfo.js';
+import { readMountInfo } from './mountinfo.js';
 import {
   createVerityDevice,
   inspectVerityDevice,
@@ -80,7 +80,7 @@ export async function mountVerityLayer(input: VerityLayerMountInput): Promise<Ve
 
 export async function unmountVerityLayer(dir: string): Promise<VerityLayerUnmount> {
   const target = await existing(dir, 'mount directory');
-  const top = (await readMountTable()).filter((e) => e.mountPoint === target).at(-1);
+  const top = (await readMountInfo()).filter((e) => e.mountPoint === target).at(-1);
   if (!top) throw new NotFoundError(`nothing is mounted at ${target}`, { hint: 'give the directory `integrityctl layer mount` mounted on' });
   const device = top.fsType === 'erofs' ? await verityDeviceOfSource(top.source) : undefined;
   if (!device) {
@@ -108,10 +108,7 @@ async function existing(path: string, what: string): Promise<string> {
   }
 }
 
-async function readMountTable() {
-  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
-}
 
 async function mountPointsOf(node: string): Promise<string[]> {
-  return (await readMountTable()).filter((e) => e.source === node).map((e) => e.mountPoint);
+  return (await readMountInfo()).filter((e) => e.source === node).map((e) => e.mountPoint);
 }

@@ -5,13 +5,12 @@
  * of each layer (root hash, files). No judgement here: evaluate.ts does that.
  * The daemon's periodic check and `integrityctl status` both call it.
  */
-import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { RootLayout } from '../layout.js';
 import type { MetadataStore } from '../metadata/store.js';
 import type { LayerRecord } from '../metadata/types.js';
 import { expectedRootHash } from '../mounts/mountable-layer.js';
-import { parseMountInfo, type MountInfoEntry } from '../mounts/mountinfo.js';
+import { readMountInfo, type MountInfoEntry } from '../mounts/mountinfo.js';
 import type { VerityExpectation, VerityObservation } from '../mounts/verity-check.js';
 import { inspectVerityDevice, listVerityDevices, verityExpectation, type VerityAvailability } from '../mounts/verity-device.js';
 import { parseSnapshotterDeviceUuid } from '../mounts/verity-identity.js';
@@ -60,7 +59,7 @@ export interface ObserveOptions {
 }
 
 export async function observeNode(options: ObserveOptions): Promise<NodeObservation> {
-  const mountTable = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
+  const mountTable = await readMountInfo();
   const layerMounts = new Map<number, MountInfoEntry[]>();
   for (const entry of mountTable) {
     const id = layerIdOf(entry.mountPoint, options.mountsDir);
