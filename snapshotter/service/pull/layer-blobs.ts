@@ -15,7 +15,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../core/log.js';
-import type { ContentClient, Ingest } from '../containerd/content.js';
+import type { ContentClient } from '../containerd/content.js';
 import type { ImageLayer, ImageLayers } from '../containerd/image-layers.js';
 import type { LayerSource } from './source.js';
 

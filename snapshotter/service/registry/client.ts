@@ -150,7 +150,7 @@ export class RegistryClient {
       : {};
     const proxy = proxyFor(url, this.env);
     if (!proxy) return this.exchange(url, (done) => (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: 'GET', headers, ...tls }, done));
-    const viaProxy = { ...proxyAuthorization(proxy) };
+    const viaProxy = proxyAuthorization(proxy);
     if (url.protocol === 'http:') {
       return this.exchange(url, (done) => requestTo(proxy)(proxyOrigin(proxy), { method: 'GET', path: url.href, headers: { ...headers, ...viaProxy, host: url.host } }, done));
     }
